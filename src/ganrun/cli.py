@@ -1,0 +1,149 @@
+"""``ganrun <subcommand> [hydra overrides]``: take the subcommand, then hand the rest to Hydra.
+
+Every Hydra feature works after the subcommand (overrides, ``-m``, ``--cfg job``, ``--info``,
+``hydra.run.dir=...``, ``+key=value``) because Hydra parses ``sys.argv`` exactly as it would for
+a script of its own. Errors in the user's input end as one line on stderr and exit code 2;
+``ganrun --debug <subcommand> ...`` (or ``GANRUN_DEBUG=1``) shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ganrun import __version__
+from ganrun.errors import GanrunError
+
+# subcommand -> (primary config name, "module:function" run with the composed config, summary)
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("train", "ganrun.train:run", "train a model (Hydra overrides; -m for sweeps)"),
+    "eval": ("eval", "ganrun.evaluate:run", "score a checkpoint, a run or a whole sweep"),
+    "sample": ("sample", "ganrun.sample:run", "draw a grid of new samples from a checkpoint"),
+    "report": ("report", "ganrun.report:run", "tables and plots over a run or a sweep"),
+}
+
+# Subcommands whose implementation has not landed yet, with what they will do.
+PENDING: dict[str, str] = {
+    "eval": "scoring checkpoints, runs and sweeps (FID, KID, IS, Parzen) is being built",
+    "sample": "drawing sample grids from a checkpoint is being built; training already writes "
+    "grids to <run>/samples/",
+    "report": "sweep tables and plots are being built; each run's metrics.csv has the numbers",
+}
+
+USAGE = """usage: ganrun [--debug] [--version] <subcommand> [overrides ...]
+
+subcommands:
+{table}
+
+Each subcommand takes Hydra overrides (key=value, group=option, -m for sweeps, --cfg job).
+`ganrun <subcommand> --help` shows its config groups and options."""
+
+
+def _usage() -> str:
+    table = "\n".join(f"  {name:<8}{summary}" for name, (_, _, summary) in SUBCOMMANDS.items())
+    return USAGE.format(table=table)
+
+
+# Lines of Hydra/OmegaConf messages that locate an error for developers, not users.
+_NOISE = ("full_key:", "reference_type", "object_type", "Config search path", "provider=")
+
+
+class _UserError(BaseException):
+    """Carries a GanrunError out of a Hydra job: Hydra's job runner catches only Exception and
+    would log it as a failed job with a traceback first."""
+
+    def __init__(self, error: GanrunError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _one_line(exc: BaseException | None) -> str:
+    """Fold an exception (and the OmegaConf error behind a Hydra one) into a single line."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        lines = [line.strip() for line in str(exc).splitlines()]
+        text = " ".join(line for line in lines if line and not line.startswith(_NOISE))
+        if text and text not in parts:
+            parts.append(text)
+        exc = exc.__cause__
+    return ": ".join(parts) or "unknown error"
+
+
+def _load(target: str) -> Callable[[Any], Any]:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"ganrun: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("GANRUN_DEBUG", "") not in ("", "0")
+    while args and args[0] in ("--debug", "--version", "-V"):
+        flag = args.pop(0)
+        if flag == "--debug":
+            debug = True
+        else:
+            print(f"ganrun {__version__}")
+            return 0
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in SUBCOMMANDS:
+        return _fail(f"unknown subcommand {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
+
+    if command in PENDING:
+        return _fail(f"`ganrun {command}` is not available in this version yet: {PENDING[command]}")
+    config_name, target, _ = SUBCOMMANDS[command]
+    # Hydra re-raises instead of printing its multi-line report, so errors come back to us.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        run = _load(target)
+        return _run_hydra(config_name, run, [f"ganrun {command}", *rest], debug)
+    except (GanrunError, _UserError) as exc:
+        error = exc.error if isinstance(exc, _UserError) else exc
+        if debug:
+            raise error from None
+        return _fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if debug or not isinstance(exc, HydraException | OmegaConfBaseException):
+            raise
+        return _fail(_one_line(exc) + " (run `ganrun " + command + " --help` for the options)")
+
+
+def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], debug: bool) -> int:
+    import hydra
+
+    import ganrun.schema  # noqa: F401  (registers the schemas in Hydra's ConfigStore)
+
+    @hydra.main(config_path="configs", config_name=config_name, version_base=None)
+    def task(cfg: Any) -> Any:
+        # Runs once per job (many times in a multirun); its return value is the sweep objective.
+        try:
+            return run(cfg)
+        except GanrunError as exc:
+            if debug:
+                raise
+            raise _UserError(exc) from exc
+
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        task()
+    finally:
+        sys.argv = saved
+    return 0

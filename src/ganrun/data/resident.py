@@ -1,0 +1,66 @@
+"""A data split held as one uint8 tensor on the training device, sampled without a DataLoader."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ResidentSplit:
+    """Images live on ``device`` as uint8; batches are drawn by index and scaled there.
+
+    Batches walk through a random permutation (one epoch), then draw a new one, as a shuffling
+    DataLoader would, without workers or a host-to-device copy per step. The permutation comes
+    from this split's own generator, so its state can be saved and restored for exact resume.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        value_range: tuple[float, float],
+        device: torch.device,
+        seed: int = 0,
+    ) -> None:
+        self.images = images.to(device)
+        self.labels = None if labels is None else labels.to(device=device, dtype=torch.long)
+        lo, hi = value_range
+        self.scale = (hi - lo) / 255.0
+        self.offset = lo
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self._order = torch.empty(0, dtype=torch.long, device=device)
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def scaled(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float32 in this split's value range."""
+        return images.float().mul_(self.scale).add_(self.offset)
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+        self._order = torch.empty(0, dtype=torch.long, device=self.device)
+        self._pos = 0
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._pos + batch_size > self._order.numel():
+            self._order = torch.randperm(len(self), generator=self.generator, device=self.device)
+            self._pos = 0
+        index = self._order[self._pos : self._pos + batch_size]
+        self._pos += batch_size
+        labels = None if self.labels is None else self.labels[index]
+        return self.scaled(self.images[index]), labels
+
+    def all(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every image of the split, scaled (for evaluation)."""
+        return self.scaled(self.images), self.labels
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self._order, "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._order = state["order"].to(self.device)
+        self._pos = int(state["pos"])

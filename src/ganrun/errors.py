@@ -1,0 +1,10 @@
+"""The one exception type that reaches the user as a one-line message."""
+
+
+class GanrunError(Exception):
+    """Bad input or an unusable environment: printed as one line, exit code 2, no traceback.
+
+    Raise it with a message that says what is wrong and how to fix it.
+    """
+
+    exit_code = 2

@@ -1,0 +1,28 @@
+"""``optim=<name>``: build a torch optimizer from the optimizer config."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from ganrun.errors import GanrunError
+from ganrun.schema import OptimConfig
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    if cfg.name == "rmsprop":
+        return torch.optim.RMSprop(
+            params, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+    raise GanrunError(f"unknown optimizer {cfg.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}")

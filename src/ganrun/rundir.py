@@ -1,0 +1,47 @@
+"""The run folder: what goes where, and writing its config files once the config is valid."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_FILE = "config.yaml"  # the resolved config, what `ganrun eval` rebuilds a run from
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+METRICS_FILE = "metrics.csv"
+LOG_FILE = "train.log"
+
+
+def hydra_run_dir() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def remove_if_empty(path: Path) -> None:
+    """Hydra creates the run folder before ganrun sees the config; drop it if a check failed."""
+    try:
+        path.rmdir()  # only succeeds on an empty folder, so nothing written is ever lost
+    except OSError:
+        pass
+
+
+def write_run_config(run_dir: Path, cfg: DictConfig) -> None:
+    """config.yaml (resolved) plus Hydra's usual .hydra/ files (unresolved config, overrides)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(exist_ok=True)
+    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(list(hc.overrides.task)))
+        (hydra_dir / "hydra.yaml").write_text(OmegaConf.to_yaml({"hydra": hc}))
+
+
+def attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / LOG_FILE)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler

@@ -1,0 +1,120 @@
+"""Typed schemas behind every config group, registered in Hydra's ConfigStore.
+
+The YAML files under ``configs/`` fill these dataclasses; OmegaConf rejects unknown keys and
+values of the wrong type while composing, before any run starts. Checks that need more than a
+type (ranges, combinations) live in :mod:`ganrun.validate`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+DATA_DIR_ENV = "GANRUN_DATA_DIR"
+
+
+def default_data_root() -> str:
+    """``$GANRUN_DATA_DIR``, else a per-user cache folder (``$XDG_CACHE_HOME/ganrun/data``)."""
+    if os.environ.get(DATA_DIR_ENV):
+        return os.environ[DATA_DIR_ENV]
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache) / "ganrun" / "data")
+
+
+if not OmegaConf.has_resolver("ganrun_data_root"):
+    OmegaConf.register_new_resolver("ganrun_data_root", default_data_root)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # generator (or, for a VAE, optimizer) steps
+    batch_size: int = 64
+    d_steps: int = 1  # discriminator/critic steps per generator step (k of Algorithm 1)
+    sample_every: int = 200
+    checkpoint_every: int = 500
+    log_every: int = 25
+    num_samples: int = 64  # images in each sample grid, drawn from one fixed noise batch
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # key in ganrun.models.MODELS
+    latent_dim: int = 100
+    noise: str = "normal"  # normal | uniform
+    width: int = 64  # base channel count of convolutional nets (ngf/ndf)
+    g_hidden: list[int] = field(default_factory=lambda: [1200, 1200])
+    d_hidden: list[int] = field(default_factory=lambda: [240, 240])
+    maxout_pieces: int = 5
+    dropout_input: float = 0.0  # drop probability on D's input
+    dropout_hidden: float = 0.0  # drop probability on D's hidden layers
+    d_batchnorm: bool = True
+    output: str = "tanh"  # generator/decoder output: tanh (data in [-1, 1]) | sigmoid ([0, 1])
+    critic: bool = False  # D outputs an unbounded score instead of a logit
+    clip_value: float = 0.0  # WGAN weight clipping; 0 = off
+    gp_weight: float = 0.0  # WGAN-GP gradient penalty weight; 0 = off
+    arch: str = "conv"  # VAE encoder/decoder: conv | mlp
+    likelihood: str = "bernoulli"  # VAE: bernoulli | gaussian
+    conditional: bool = False
+    ema_decay: float = 0.0  # EMA of G's weights for samples and evaluation; 0 = off
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING  # key in ganrun.losses.LOSSES
+
+
+@dataclass
+class OptimConfig:
+    name: str = MISSING  # adam | sgd | rmsprop
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # key in ganrun.data.DATASETS
+    root: str = "${ganrun_data_root:}"
+    resolution: int = 32
+    channels: int = 1
+
+
+@dataclass
+class DeviceConfig:
+    type: str = "auto"  # auto | cpu | cuda | mps
+
+
+@dataclass
+class EvalConfig:
+    name: str = "none"
+    at_end: bool = False
+    metrics: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    """The whole ``ganrun train`` configuration."""
+
+    seed: int = 0
+    resume: str | None = None  # auto | path to a checkpoint
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def register() -> None:
+    """Make the schemas available to the defaults lists in ``configs/``."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=RunConfig)
+
+
+register()

@@ -1,0 +1,256 @@
+"""The training loop. The whole GAN step reads top to bottom in :meth:`Trainer.gan_step`.
+
+Losses stay on the device as tensors and are read (one host sync) every ``train.log_every``
+steps, when a window of per-step rows is written to ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from ganrun import __version__
+from ganrun.checkpoint import load_checkpoint, save_checkpoint
+from ganrun.data import Data
+from ganrun.errors import GanrunError
+from ganrun.losses import GanLoss, d_of, gradient_penalty
+from ganrun.models import Networks, sample_noise
+from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
+from ganrun.samples import save_grid
+
+log = logging.getLogger("ganrun")
+
+
+@dataclass
+class Setup:
+    """Everything the builders made from the config, in memory; nothing written yet."""
+
+    cfg: DictConfig
+    device: torch.device
+    data: Data
+    nets: Networks
+    loss: GanLoss | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, setup: Setup, run_dir: Path) -> None:
+        self.s = setup
+        self.cfg = setup.cfg
+        self.run_dir = run_dir
+        self.G = setup.nets.generator
+        self.D = setup.nets.discriminator
+        self.step = 0
+        device = setup.device
+        # Training noise and the fixed sample-grid noise come from generators of their own, so
+        # the grids show the same z over the whole run and resuming restores both exactly.
+        self.noise_gen = torch.Generator(device=device).manual_seed(self.cfg.seed + 1)
+        fixed_gen = torch.Generator(device=device).manual_seed(self.cfg.seed + 2)
+        self.fixed_z = sample_noise(self.cfg.model, self.cfg.train.num_samples, device, fixed_gen)
+        setup.data.train.seed(self.cfg.seed + 3)
+
+    # ----------------------------------------------------------------------------- one step
+    def gan_step(self) -> dict[str, torch.Tensor]:
+        G, D, loss, cfg = self.G, self.D, self.s.loss, self.cfg
+        n = cfg.train.batch_size
+
+        # (1) D/critic: k steps on real batches against detached fakes.
+        D.requires_grad_(True)
+        for _ in range(cfg.train.d_steps):
+            real, labels = self.s.data.train.batch(n)
+            with torch.no_grad():
+                fake = G(self.noise(n), labels)
+            d_real, d_fake = D(real, labels), D(fake, labels)
+            loss_d = loss.d(d_real, d_fake)
+            if cfg.model.gp_weight > 0:
+                loss_d = loss_d + cfg.model.gp_weight * gradient_penalty(D, real, fake, labels)
+            self.s.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.s.opt_d.step()
+            if cfg.model.clip_value > 0:
+                with torch.no_grad():
+                    for p in D.parameters():
+                        p.clamp_(-cfg.model.clip_value, cfg.model.clip_value)
+
+        # (2) G: one step through a frozen D (its weights need no gradients here).
+        D.requires_grad_(False)
+        loss_g = loss.g(D(G(self.noise(n), labels), labels))
+        self.s.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.s.opt_g.step()
+
+        critic = cfg.model.critic
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": d_of(d_real.detach(), critic).mean(),
+            "d_fake": d_of(d_fake.detach(), critic).mean(),
+        }
+
+    def noise(self, n: int) -> torch.Tensor:
+        return sample_noise(self.cfg.model, n, self.s.device, self.noise_gen)
+
+    # ------------------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, float]:
+        cfg = self.cfg.train
+        if self.cfg.resume:
+            self.resume(self.cfg.resume)
+        metrics = MetricsLog(self.run_dir / METRICS_FILE, keep_until=self.step)
+        tty = sys.stdout.isatty()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not tty, unit="step", dynamic_ncols=True)
+        window: list[tuple[int, dict[str, torch.Tensor], float]] = []
+        last: dict[str, float] = {}
+        self.G.train()
+        while self.step < cfg.steps:
+            start = time.perf_counter()
+            stats = self.gan_step()
+            self.step += 1
+            window.append((self.step, stats, time.perf_counter() - start))
+            bar.update(1)
+            done = self.step == cfg.steps
+            if self.step % cfg.log_every == 0 or done:
+                last = metrics.write(window)
+                window.clear()
+                summary = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
+                bar.set_postfix_str(summary, refresh=False)
+                if not tty:
+                    log.info("step %d/%d %s", self.step, cfg.steps, summary)
+            if self.step % cfg.sample_every == 0 or done:
+                self.save_samples()
+            if self.step % cfg.checkpoint_every == 0 or done:
+                self.save(periodic=self.step % cfg.checkpoint_every == 0)
+        bar.close()
+        metrics.close()
+        return last
+
+    # ----------------------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        was_training = self.G.training
+        self.G.eval()
+        images = self.G(self.fixed_z, None)
+        self.G.train(was_training)
+        path = self.run_dir / SAMPLES / f"step_{self.step:06d}.png"
+        return save_grid(images, path, self.s.data.info.value_range)
+
+    def state(self) -> dict[str, Any]:
+        s = self.s
+        np_state = np.random.get_state()
+        return {
+            "ganrun_version": __version__,
+            "step": self.step,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "kind": s.nets.kind,
+            "generator": self.G.state_dict(),
+            "discriminator": None if self.D is None else self.D.state_dict(),
+            "opt_g": s.opt_g.state_dict(),
+            "opt_d": None if s.opt_d is None else s.opt_d.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                          *np_state[2:]],
+                "python": random.getstate(),
+                "noise": self.noise_gen.get_state(),
+                "data": s.data.train.state_dict(),
+            },
+        }
+
+    def save(self, periodic: bool) -> Path:
+        folder = self.run_dir / CHECKPOINTS
+        state = self.state()
+        path = save_checkpoint(state, folder / "last.pt")
+        if periodic:
+            save_checkpoint(state, folder / f"step_{self.step:06d}.pt")
+        return path
+
+    def resume(self, where: str) -> None:
+        path = self.run_dir / CHECKPOINTS / "last.pt" if where == "auto" else Path(where)
+        if where == "auto" and not path.exists():
+            log.info("resume=auto: no checkpoint in %s yet, starting from step 0", path.parent)
+            return
+        ckpt = load_checkpoint(path, map_location=self.s.device)
+        if ckpt.get("kind") != self.s.nets.kind:
+            raise GanrunError(f"checkpoint {path} holds a {ckpt.get('kind')} model, not a {self.s.nets.kind}")
+        try:
+            self.G.load_state_dict(ckpt["generator"])
+            if self.D is not None:
+                self.D.load_state_dict(ckpt["discriminator"])
+            self.s.opt_g.load_state_dict(ckpt["opt_g"])
+            if self.s.opt_d is not None:
+                self.s.opt_d.load_state_dict(ckpt["opt_d"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise GanrunError(f"checkpoint {path} does not fit this model/config: {first}") from exc
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([t.cpu() for t in rng["cuda"]])
+        numpy_state = rng["numpy"]
+        np.random.set_state((numpy_state[0], numpy_state[1].numpy().astype(np.uint32),
+                             *numpy_state[2:]))
+        random.setstate(_as_tuple(rng["python"]))
+        self.noise_gen.set_state(rng["noise"].cpu() if self.s.device.type == "cpu" else rng["noise"])
+        self.s.data.train.load_state_dict(rng["data"])
+        self.step = int(ckpt["step"])
+        log.info("resumed from %s at step %d", path, self.step)
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+class MetricsLog:
+    """metrics.csv: one row per step, written a window at a time (one host sync per window)."""
+
+    def __init__(self, path: Path, keep_until: int = 0) -> None:
+        self.path = path
+        rows: list[list[str]] = []
+        if keep_until > 0 and path.exists():
+            # Resuming: rows past the checkpoint belong to steps that will be run again.
+            with path.open(newline="") as f:
+                rows = [r for r in csv.reader(f)]
+            rows = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= keep_until]
+        self.file = path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.header: list[str] | None = rows[0] if rows else None
+        self.writer.writerows(rows)
+
+    def write(self, window: list[tuple[int, dict[str, torch.Tensor], float]]) -> dict[str, float]:
+        keys = list(window[0][1])
+        if self.header is None:
+            self.header = ["step", *keys, "sec_per_step"]
+            self.writer.writerow(self.header)
+        values = torch.stack([torch.stack([stats[k].float() for k in keys]) for _, stats, _ in window])
+        values = values.cpu().tolist()  # the one sync for the whole window
+        for (step, _, seconds), row in zip(window, values, strict=True):
+            self.writer.writerow([step, *(f"{v:.6g}" for v in row), f"{seconds:.6g}"])
+        self.file.flush()
+        bad = [k for k, v in zip(keys, values[-1], strict=True) if not np.isfinite(v)]
+        if bad:
+            raise GanrunError(
+                f"training diverged at step {window[-1][0]}: {', '.join(bad)} is not finite; "
+                "lower optim.lr or check the data"
+            )
+        return {"step": window[-1][0], **dict(zip(keys, values[-1], strict=True))}
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,0 +1,63 @@
+"""Checks that need more than a type: ranges and combinations, run before anything is written.
+
+Types and unknown keys are already checked by the schemas in :mod:`ganrun.schema` while Hydra
+composes the config. Each failure is a :class:`GanrunError` naming the key and a fix.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from ganrun.errors import GanrunError
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise GanrunError(message)
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    from ganrun.data import DATASETS
+    from ganrun.losses import LOSSES
+    from ganrun.models import MODELS
+    from ganrun.optim import OPTIMIZERS
+
+    t = cfg.train
+    for key in ("steps", "batch_size", "d_steps", "sample_every", "checkpoint_every", "log_every",
+                "num_samples"):
+        _require(t[key] >= 1, f"train.{key}={t[key]} must be at least 1")
+    _require(cfg.seed >= 0, f"seed={cfg.seed} must be a non-negative integer")
+
+    _require(cfg.model.name in MODELS,
+             f"unknown model {cfg.model.name!r}; choose model= one of: {', '.join(MODELS)}")
+    _require(cfg.loss.name in LOSSES,
+             f"unknown loss {cfg.loss.name!r}; choose loss= one of: {', '.join(LOSSES)}")
+    _require(cfg.optim.name in OPTIMIZERS,
+             f"unknown optimizer {cfg.optim.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}")
+    _require(cfg.data.name in DATASETS,
+             f"unknown data set {cfg.data.name!r}; choose data= one of: {', '.join(DATASETS)}")
+
+    o = cfg.optim
+    _require(o.lr > 0, f"optim.lr={o.lr} must be positive")
+    _require(len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas),
+             f"optim.betas={list(o.betas)} must be two numbers in [0, 1)")
+    _require(o.momentum >= 0, f"optim.momentum={o.momentum} must be non-negative")
+    _require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be non-negative")
+
+    m = cfg.model
+    _require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
+    _require(m.width >= 1, f"model.width={m.width} must be at least 1")
+    _require(m.noise in ("normal", "uniform"),
+             f"model.noise={m.noise!r} must be normal or uniform")
+    _require(m.output in ("tanh", "sigmoid"), f"model.output={m.output!r} must be tanh or sigmoid")
+    _require(0.0 <= m.ema_decay < 1.0, f"model.ema_decay={m.ema_decay} must be in [0, 1)")
+    _require(not (LOSSES[cfg.loss.name].needs_critic and not m.critic),
+             f"loss={cfg.loss.name} needs a critic with an unbounded output, but model="
+             f"{m.name} has a sigmoid discriminator; use model=wgan or model=wgan_gp")
+    _require(not (m.gp_weight > 0 and not m.critic),
+             f"model.gp_weight={m.gp_weight} needs a critic (model.critic=true), but model="
+             f"{m.name} has a sigmoid discriminator")
+
+    d = cfg.data
+    _require(d.resolution >= 1, f"data.resolution={d.resolution} must be at least 1")
+    _require(d.channels in (1, 3), f"data.channels={d.channels} must be 1 or 3")

@@ -1,0 +1,80 @@
+"""Shared helpers: run the real CLI in a subprocess, compose configs in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+import ganrun.schema  # noqa: F401  (registers the schemas)
+
+CONFIGS = Path(ganrun.schema.__file__).parent / "configs"
+SHARED_DATA = Path(os.environ.get("GANRUN_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+
+# A tiny, fast training config for end-to-end runs.
+TINY = [
+    "train.steps=6", "train.batch_size=16", "train.log_every=2", "train.sample_every=3",
+    "train.checkpoint_every=3", "train.num_samples=16", "model.width=8", "device=cpu",
+]
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m ganrun <args>`` in ``cwd``; returns the finished process (text output)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("GANRUN_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ganrun", *args], cwd=cwd, env=full_env, capture_output=True,
+        text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A user error: exit code 2, one stderr line starting 'ganrun: error:', no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ganrun: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``ganrun`` in this process (fast): ``cli(*args, cwd=path) -> (code, stdout, stderr)``."""
+    from ganrun.cli import main
+
+    def call(*args: str, cwd: Path) -> tuple[int, str, str]:
+        monkeypatch.chdir(cwd)
+        monkeypatch.delenv("GANRUN_DEBUG", raising=False)
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@contextmanager
+def composed(overrides: list[str] | None = None, config_name: str = "train") -> Iterator[DictConfig]:
+    with initialize_config_module("ganrun.configs", version_base=None):
+        yield compose(config_name=config_name, overrides=overrides or [])
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

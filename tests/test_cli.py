@@ -1,0 +1,84 @@
+"""The command line: help, subcommand dispatch, Hydra features after the subcommand, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import TINY, assert_one_line_error, run_cli
+
+
+def test_top_level_help_lists_subcommands(tmp_path):
+    proc = run_cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for sub in ("train", "eval", "sample", "report"):
+        assert f"  {sub}" in proc.stdout
+
+
+def test_train_help_shows_groups_and_options(tmp_path):
+    proc = run_cli("train", "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "== Config groups" in proc.stdout
+    for group in ("model:", "data:", "loss:", "optim:", "device:", "eval:"):
+        assert group in proc.stdout
+    assert "batch_size" in proc.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_prints_composed_config_with_overrides(tmp_path):
+    proc = run_cli("train", "--cfg", "job", "optim.lr=1e-3", "+extra_key=7", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "lr: 0.001" in proc.stdout
+    assert "extra_key: 7" in proc.stdout
+
+
+def test_version(tmp_path):
+    proc = run_cli("--version", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("ganrun ")
+
+
+def test_unknown_subcommand(tmp_path):
+    assert_one_line_error(run_cli("trian", cwd=tmp_path), "unknown subcommand 'trian'")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["train.steps=abc"], ["train.steps=abc", "Integer"]),
+        (["train.nope=1"], ["train.nope"]),
+        (["model=nope"], ["model/nope", "dcgan"]),
+        (["device=cuda"], ["device=cuda", "CUDA is not available"]),
+        (["train.steps=0"], ["train.steps=0"]),
+        (["optim.lr=-0.1"], ["optim.lr"]),
+        (["train.batch_size=5000"], ["train.batch_size=5000", "1497"]),
+        (["loss=wasserstein"], ["needs a critic"]),
+        (["data.resolution=36"], ["data.resolution=36"]),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, fragments):
+    code, out, err = cli("train", *args, cwd=tmp_path)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganrun: error: "), err
+    assert "Traceback" not in out + err
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_debug_flag_shows_traceback(tmp_path):
+    proc = run_cli("--debug", "train", "device=cuda", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+
+
+def test_hydra_run_dir_override(tmp_path):
+    proc = run_cli("train", *TINY, "hydra.run.dir=custom/run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "custom/run/checkpoints/last.pt").is_file()
+    assert "custom/run" in proc.stdout.strip().splitlines()[-1]
+
+
+def test_info_flag(tmp_path):
+    proc = run_cli("train", "--info", "searchpath", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ganrun.configs" in proc.stdout

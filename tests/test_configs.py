@@ -1,0 +1,106 @@
+"""Every option of every config group composes against the schemas and builds what it names."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from ganrun.data.base import DataInfo
+from ganrun.errors import GanrunError
+from ganrun.losses import LOSSES
+from ganrun.models import build_model
+from ganrun.optim import build_optimizer
+from ganrun.schema import default_data_root
+from ganrun.train import output_range
+from ganrun.validate import validate_train_config
+from tests.conftest import CONFIGS, composed, group_options
+
+GROUPS = ["model", "data", "loss", "optim", "device", "eval"]
+
+
+def test_every_group_exists_and_has_options():
+    for group in [*GROUPS, "experiment"]:
+        assert (CONFIGS / group).is_dir(), group
+    for group in GROUPS:
+        assert group_options(group), group
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)]
+)
+def test_option_composes(group, option):
+    with composed([f"{group}={option}"]) as cfg:
+        OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+        assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("option", group_options("model"))
+def test_every_model_builds_with_its_defaults(option):
+    with composed([f"model={option}"]) as cfg:
+        validate_train_config(cfg)
+        # 28x28 grayscale (MNIST-shaped): every model must build for it.
+        info = DataInfo("test", 1, 28, 10, output_range(cfg.model.output))
+        nets = build_model(cfg.model, info)
+        opt = build_optimizer(cfg.optim, nets.generator.parameters())
+        assert opt.param_groups[0]["lr"] == cfg.optim.lr
+        if nets.kind == "gan":
+            assert cfg.loss.name in LOSSES
+
+
+@pytest.mark.parametrize("option", group_options("experiment"))
+def test_every_experiment_composes(option):
+    with composed([f"experiment={option}"]) as cfg:
+        validate_train_config(cfg)
+
+
+def test_model_brings_paper_defaults_and_overrides_win():
+    with composed(["model=wgan"]) as cfg:
+        assert cfg.loss.name == "wasserstein"
+        assert cfg.optim.name == "rmsprop"
+        assert cfg.train.d_steps == 5
+    with composed(["model=wgan", "loss=hinge", "optim=adam", "train.d_steps=2"]) as cfg:
+        assert (cfg.loss.name, cfg.optim.name, cfg.train.d_steps) == ("hinge", "adam", 2)
+
+
+def test_default_is_dcgan_non_saturating_on_digits():
+    with composed() as cfg:
+        assert (cfg.model.name, cfg.loss.name, cfg.data.name) == ("dcgan", "non_saturating", "digits")
+        assert cfg.device.type == "auto"
+
+
+def test_schema_rejects_wrong_type_and_unknown_key():
+    with pytest.raises((ConfigCompositionException, ValidationError)), composed(["train.steps=abc"]):
+        pass
+    with pytest.raises(ConfigCompositionException), composed(["train.nope=1"]):
+        pass
+
+
+def test_data_root_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GANRUN_DATA_DIR", str(tmp_path))
+    assert default_data_root() == str(tmp_path)
+    with composed() as cfg:
+        assert cfg.data.root == str(tmp_path)
+    monkeypatch.delenv("GANRUN_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_data_root() == str(tmp_path / "cache" / "ganrun" / "data")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("train.steps=0", "train.steps"),
+        ("train.d_steps=0", "train.d_steps"),
+        ("optim.lr=-1", "optim.lr"),
+        ("optim.lr=0", "optim.lr"),
+        ("model.noise=cauchy", "model.noise"),
+        ("model.ema_decay=1.5", "model.ema_decay"),
+        ("loss=wasserstein", "needs a critic"),
+        ("model.gp_weight=10", "needs a critic"),
+        ("data.channels=2", "data.channels"),
+    ],
+)
+def test_validation_rejects(override, fragment):
+    with composed([override]) as cfg, pytest.raises(GanrunError, match=fragment.replace(".", r"\.")):
+        validate_train_config(cfg)
