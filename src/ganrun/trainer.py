@@ -7,6 +7,7 @@ steps, when a window of per-step rows is written to ``metrics.csv``.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import random
 import sys
@@ -24,10 +25,11 @@ from ganrun import __version__
 from ganrun.checkpoint import load_checkpoint, save_checkpoint
 from ganrun.data import Data
 from ganrun.errors import GanrunError
-from ganrun.losses import GanLoss, d_of, gradient_penalty
+from ganrun.losses import GanLoss
 from ganrun.models import Networks, sample_noise
 from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
 from ganrun.samples import save_grid
+from ganrun.steps import STEPS
 
 log = logging.getLogger("ganrun")
 
@@ -67,44 +69,6 @@ class Trainer:
         self.fixed_z = sample_noise(self.cfg.model, self.cfg.train.num_samples, device, fixed_gen)
         setup.data.train.seed(self.cfg.seed + 3)
 
-    # ----------------------------------------------------------------------------- one step
-    def gan_step(self) -> dict[str, torch.Tensor]:
-        G, D, loss, cfg = self.G, self.D, self.s.loss, self.cfg
-        n = cfg.train.batch_size
-
-        # (1) D/critic: k steps on real batches against detached fakes.
-        D.requires_grad_(True)
-        for _ in range(cfg.train.d_steps):
-            real, labels = self.s.data.train.batch(n)
-            with torch.no_grad():
-                fake = G(self.noise(n), labels)
-            d_real, d_fake = D(real, labels), D(fake, labels)
-            loss_d = loss.d(d_real, d_fake)
-            if cfg.model.gp_weight > 0:
-                loss_d = loss_d + cfg.model.gp_weight * gradient_penalty(D, real, fake, labels)
-            self.s.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.s.opt_d.step()
-            if cfg.model.clip_value > 0:
-                with torch.no_grad():
-                    for p in D.parameters():
-                        p.clamp_(-cfg.model.clip_value, cfg.model.clip_value)
-
-        # (2) G: one step through a frozen D (its weights need no gradients here).
-        D.requires_grad_(False)
-        loss_g = loss.g(D(G(self.noise(n), labels), labels))
-        self.s.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.s.opt_g.step()
-
-        critic = cfg.model.critic
-        return {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": d_of(d_real.detach(), critic).mean(),
-            "d_fake": d_of(d_fake.detach(), critic).mean(),
-        }
-
     def noise(self, n: int) -> torch.Tensor:
         return sample_noise(self.cfg.model, n, self.s.device, self.noise_gen)
 
@@ -118,10 +82,11 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not tty, unit="step", dynamic_ncols=True)
         window: list[tuple[int, dict[str, torch.Tensor], float]] = []
         last: dict[str, float] = {}
+        self.train_step = functools.partial(STEPS[self.s.nets.kind], self)
         self.G.train()
         while self.step < cfg.steps:
             start = time.perf_counter()
-            stats = self.gan_step()
+            stats = self.train_step()
             self.step += 1
             window.append((self.step, stats, time.perf_counter() - start))
             bar.update(1)

@@ -11,4 +11,4 @@ from torch import nn
 class Networks:
     generator: nn.Module
     discriminator: nn.Module | None  # None for models trained without one (VAE)
-    kind: str = "gan"  # gan | vae: which training step the trainer runs
+    kind: str = "gan"  # gan | vae: which training step (ganrun.steps.STEPS) the trainer runs
