@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +57,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refusing to load {path}: it needs pickled code to load, which could run arbitrary "
             "commands (only plain tensors and containers are accepted)"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise GanrunError(f"checkpoint {path} is truncated or corrupt ({exc})") from exc
+    except Exception as exc:  # torch raises many types for damaged files (RuntimeError, KeyError...)
+        raise GanrunError(
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise GanrunError(f"{path} is not a ganrun checkpoint")
     if payload["format_version"] > FORMAT_VERSION:

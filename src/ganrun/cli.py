@@ -79,8 +79,8 @@ def _load(target: str) -> Callable[[Any], Any]:
     return getattr(importlib.import_module(module), func)
 
 
-def _fail(message: str, code: int = 2) -> int:
-    print(f"ganrun: error: {message}", file=sys.stderr)
+def _fail(message: str, code: int = 2, label: str = "error") -> int:
+    print(f"ganrun: {label}: {message}", file=sys.stderr)
     return code
 
 
@@ -113,16 +113,22 @@ def main(argv: list[str] | None = None) -> int:
         error = exc.error if isinstance(exc, _UserError) else exc
         if debug:
             raise error from None
-        return _fail(str(error), error.exit_code)
+        return _fail(str(error), error.exit_code, error.label)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as exc:
+        import yaml
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        if debug or not isinstance(exc, HydraException | OmegaConfBaseException):
+        user_errors = (HydraException, OmegaConfBaseException, yaml.YAMLError)
+        if debug or not isinstance(exc, user_errors):
             raise
-        return _fail(_one_line(exc) + " (run `ganrun " + command + " --help` for the options)")
+        message = _one_line(exc)
+        override = getattr(exc, "override", None)  # set on Hydra's OverrideParseException
+        if override:
+            message = f"cannot parse override {override!r}: {message}"
+        return _fail(f"{message} (run `ganrun {command} --help` for the options)")
 
 
 def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], debug: bool) -> int:

@@ -8,3 +8,4 @@ class GanrunError(Exception):
     """
 
     exit_code = 2
+    label = "error"  # what the CLI prints before the message

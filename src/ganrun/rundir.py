@@ -20,11 +20,17 @@ def hydra_run_dir() -> Path:
 
 
 def remove_if_empty(path: Path) -> None:
-    """Hydra creates the run folder before ganrun sees the config; drop it if a check failed."""
-    try:
-        path.rmdir()  # only succeeds on an empty folder, so nothing written is ever lost
-    except OSError:
-        pass
+    """Hydra creates the run folder (and its date folder) before ganrun sees the config: drop the
+    empty ones again when a check failed. rmdir only ever removes empty folders, so nothing
+    written is lost; folders above the working directory are never touched."""
+    cwd = Path.cwd().resolve()
+    path = path.resolve()
+    while path != cwd and cwd in path.parents:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        path = path.parent
 
 
 def write_run_config(run_dir: Path, cfg: DictConfig) -> None:

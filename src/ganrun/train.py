@@ -58,25 +58,29 @@ def run(cfg: DictConfig) -> float | None:
     run_dir = hydra_run_dir()
     try:
         setup = build_setup(cfg)
+        trainer = Trainer(setup, run_dir)
+        if cfg.resume:
+            trainer.resume(cfg.resume)
     except GanrunError:
         remove_if_empty(run_dir)
         raise
     write_run_config(run_dir, cfg)
     handler = attach_log_file(run_dir)
     try:
-        last = _train(cfg, setup, run_dir)
+        last = _train(cfg, setup, trainer)
     finally:  # a multirun runs many jobs in one process: each keeps its own log file
         logging.getLogger().removeHandler(handler)
         handler.close()
     return last.get("loss_g")
 
 
-def _train(cfg: DictConfig, setup: Setup, run_dir) -> dict[str, float]:
+def _train(cfg: DictConfig, setup: Setup, trainer: Trainer) -> dict[str, float]:
     n_g = sum(p.numel() for p in setup.nets.generator.parameters())
     log.info("model=%s data=%s (%d train images, %dx%d) device=%s, G has %d parameters",
              cfg.model.name, cfg.data.name, len(setup.data.train), cfg.data.resolution,
              cfg.data.resolution, setup.device, n_g)
-    last = Trainer(setup, run_dir).fit()
+    last = trainer.fit()
+    run_dir = trainer.run_dir
     print(
         f"ganrun: done. Run folder: {run_dir}  (config: {CONFIG_FILE}, checkpoints: "
         f"{CHECKPOINTS}/last.pt, samples: {SAMPLES}/, metrics: {METRICS_FILE})",

@@ -30,6 +30,7 @@ from ganrun.models import Networks, sample_noise
 from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
 from ganrun.samples import save_grid
 from ganrun.steps import STEPS
+from ganrun.stopping import GracefulStop, RunInterrupted
 
 log = logging.getLogger("ganrun")
 
@@ -75,36 +76,59 @@ class Trainer:
     # ------------------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, float]:
         cfg = self.cfg.train
-        if self.cfg.resume:
-            self.resume(self.cfg.resume)
         metrics = MetricsLog(self.run_dir / METRICS_FILE, keep_until=self.step)
         tty = sys.stdout.isatty()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not tty, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not tty, unit="step",
+                   dynamic_ncols=True)
         window: list[tuple[int, dict[str, torch.Tensor], float]] = []
         last: dict[str, float] = {}
         self.train_step = functools.partial(STEPS[self.s.nets.kind], self)
         self.G.train()
-        while self.step < cfg.steps:
-            start = time.perf_counter()
-            stats = self.train_step()
-            self.step += 1
-            window.append((self.step, stats, time.perf_counter() - start))
-            bar.update(1)
-            done = self.step == cfg.steps
-            if self.step % cfg.log_every == 0 or done:
-                last = metrics.write(window)
-                window.clear()
-                summary = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
-                bar.set_postfix_str(summary, refresh=False)
-                if not tty:
-                    log.info("step %d/%d %s", self.step, cfg.steps, summary)
-            if self.step % cfg.sample_every == 0 or done:
-                self.save_samples()
-            if self.step % cfg.checkpoint_every == 0 or done:
-                self.save(periodic=self.step % cfg.checkpoint_every == 0)
+        with GracefulStop() as stop:
+            while self.step < cfg.steps and stop.requested is None:
+                start = time.perf_counter()
+                stats = self.train_step()
+                self.step += 1
+                window.append((self.step, stats, time.perf_counter() - start))
+                bar.update(1)
+                done = self.step == cfg.steps or stop.requested is not None
+                checkpoint = self.step % cfg.checkpoint_every == 0 or done
+                # Flush before every checkpoint too: a checkpoint is only written once every
+                # step before it is known to be finite, so the latest one is always good.
+                if self.step % cfg.log_every == 0 or checkpoint:
+                    last = metrics.write(window)
+                    window.clear()
+                    summary = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
+                    bar.set_postfix_str(summary, refresh=False)
+                    if not tty:
+                        log.info("step %d/%d %s", self.step, cfg.steps, summary)
+                if self.step % cfg.sample_every == 0 or done:
+                    self.save_samples()
+                if checkpoint:
+                    self.check_weights()
+                    self.save(periodic=self.step % cfg.checkpoint_every == 0)
         bar.close()
         metrics.close()
+        if stop.requested is not None:
+            raise RunInterrupted(
+                f"{stop.name} received: stopped after step {self.step}/{cfg.steps}; checkpoint saved in "
+                f"{self.run_dir / CHECKPOINTS}; continue with: ganrun train resume=auto "
+                f"hydra.run.dir={self.run_dir}",
+                stop.requested,
+            )
         return last
+
+    def check_weights(self) -> None:
+        """Refuse to checkpoint non-finite weights (losses are checked as metrics are written)."""
+        for name, net in (("generator", self.G), ("discriminator", self.D)):
+            if net is None:
+                continue
+            for pname, p in net.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise GanrunError(
+                        f"training diverged by step {self.step}: {name} weight {pname} is not "
+                        "finite; the last good checkpoint is kept; lower optim.lr"
+                    )
 
     # ----------------------------------------------------------------------------- outputs
     @torch.no_grad()
@@ -154,7 +178,9 @@ class Trainer:
             return
         ckpt = load_checkpoint(path, map_location=self.s.device)
         if ckpt.get("kind") != self.s.nets.kind:
-            raise GanrunError(f"checkpoint {path} holds a {ckpt.get('kind')} model, not a {self.s.nets.kind}")
+            raise GanrunError(
+                f"checkpoint {path} holds a {ckpt.get('kind')} model, not a {self.s.nets.kind}"
+            )
         try:
             self.G.load_state_dict(ckpt["generator"])
             if self.D is not None:
@@ -173,7 +199,7 @@ class Trainer:
         np.random.set_state((numpy_state[0], numpy_state[1].numpy().astype(np.uint32),
                              *numpy_state[2:]))
         random.setstate(_as_tuple(rng["python"]))
-        self.noise_gen.set_state(rng["noise"].cpu() if self.s.device.type == "cpu" else rng["noise"])
+        self.noise_gen.set_state(rng["noise"].cpu())
         self.s.data.train.load_state_dict(rng["data"])
         self.step = int(ckpt["step"])
         log.info("resumed from %s at step %d", path, self.step)
@@ -204,17 +230,18 @@ class MetricsLog:
         if self.header is None:
             self.header = ["step", *keys, "sec_per_step"]
             self.writer.writerow(self.header)
-        values = torch.stack([torch.stack([stats[k].float() for k in keys]) for _, stats, _ in window])
-        values = values.cpu().tolist()  # the one sync for the whole window
+        stacked = torch.stack([torch.stack([s[k].float() for k in keys]) for _, s, _ in window])
+        values = stacked.cpu().tolist()  # the one host sync for the whole window
         for (step, _, seconds), row in zip(window, values, strict=True):
             self.writer.writerow([step, *(f"{v:.6g}" for v in row), f"{seconds:.6g}"])
         self.file.flush()
-        bad = [k for k, v in zip(keys, values[-1], strict=True) if not np.isfinite(v)]
-        if bad:
-            raise GanrunError(
-                f"training diverged at step {window[-1][0]}: {', '.join(bad)} is not finite; "
-                "lower optim.lr or check the data"
-            )
+        for (step, _, _), row in zip(window, values, strict=True):
+            bad = [k for k, v in zip(keys, row, strict=True) if not np.isfinite(v)]
+            if bad:
+                raise GanrunError(
+                    f"training diverged at step {step}: {', '.join(bad)} is not finite; the "
+                    "last good checkpoint is kept; lower optim.lr or check the data"
+                )
         return {"step": window[-1][0], **dict(zip(keys, values[-1], strict=True))}
 
     def close(self) -> None:

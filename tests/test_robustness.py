@@ -1,0 +1,176 @@
+"""Never lose a run: signals, exact resume after SIGKILL, divergence, disk full, safe loading."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganrun.checkpoint
+from ganrun.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from ganrun.errors import GanrunError
+from ganrun.steps import STEPS
+from tests.conftest import TINY, run_cli
+
+LONG = [o for o in TINY if not o.startswith(("train.steps", "train.checkpoint_every"))]
+
+
+def _spawn(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ganrun", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+
+
+def _wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if metrics.exists() and len(metrics.read_text().splitlines()) > rows:
+            return
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"{metrics} never reached {rows} rows")
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = load_checkpoint(path)
+    return {**{f"g.{k}": v for k, v in ckpt["generator"].items()},
+            **{f"d.{k}": v for k, v in ckpt["discriminator"].items()}}
+
+
+def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
+    proc = _spawn(["train", *LONG, "train.steps=100000", "train.checkpoint_every=100000",
+                   "hydra.run.dir=run"], tmp_path)
+    _wait_for_rows(tmp_path / "run/metrics.csv", 4, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().startswith("ganrun: stopped: SIGTERM received") and "resume=auto" in err
+    assert "Traceback" not in err
+    ckpt = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert ckpt["step"] >= 4
+    with (tmp_path / "run/metrics.csv").open() as f:
+        assert int(list(csv.DictReader(f))[-1]["step"]) == ckpt["step"]
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    steps = ["train.steps=40", "train.checkpoint_every=4", "train.log_every=1"]
+    full = run_cli("train", *LONG, *steps, "hydra.run.dir=full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+
+    proc = _spawn(["train", *LONG, *steps, "hydra.run.dir=killed"], tmp_path)
+    _wait_for_rows(tmp_path / "killed/metrics.csv", 11 + int.from_bytes(os.urandom(1)) % 15, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(tmp_path / "killed/checkpoints/last.pt")["step"]
+    assert 0 < killed_at < 40
+
+    resumed = run_cli("train", *LONG, *steps, "hydra.run.dir=killed", "resume=auto", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(tmp_path / "full/checkpoints/last.pt"), _weights(
+        tmp_path / "killed/checkpoints/last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with (tmp_path / "killed/metrics.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 41))
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypatch):
+    real_step = STEPS["gan"]
+
+    def poisoned(trainer):
+        stats = real_step(trainer)
+        if trainer.step + 1 >= 5:  # the step being run is step 5
+            stats["loss_d"] = stats["loss_d"] * float("nan")
+        return stats
+
+    monkeypatch.setitem(STEPS, "gan", poisoned)
+    code, out, err = cli("train", *LONG, "train.steps=10", "train.checkpoint_every=3",
+                         "train.log_every=10", "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 2
+    assert "diverged at step 5" in err and "loss_d" in err
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 3
+    assert not (tmp_path / "run/checkpoints/step_000006.pt").exists()
+
+
+def test_disk_full_keeps_previous_checkpoint(cli, tmp_path, monkeypatch):
+    code, _, _ = cli("train", *LONG, "train.steps=3", "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 0
+    last = tmp_path / "run/checkpoints/last.pt"
+    before = last.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ganrun.checkpoint.torch, "save", full)
+    with pytest.raises(GanrunError, match="No space left on device.*previous one is kept"):
+        save_checkpoint({"step": 99}, last)
+    assert last.read_bytes() == before
+    assert [p.name for p in last.parent.iterdir() if p.name.startswith(".")] == []
+
+
+class _Payload:
+    """Unpickling this would create a marker file: the test checks it never runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_pickle_checkpoint_is_refused_without_running(cli, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "step": 1, "generator": _Payload(marker)}, evil)
+    assert not marker.exists()
+    with pytest.raises(GanrunError, match="refusing to load"):
+        load_checkpoint(evil)
+    code, _, err = cli("train", *TINY, f"resume={evil}", "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 2 and "refusing to load" in err
+    assert not marker.exists()
+
+
+def test_checkpoint_format_errors(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint({"step": 1}, good)
+    assert load_checkpoint(good)["format_version"] == FORMAT_VERSION
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(GanrunError, match="truncated or corrupt"):
+        load_checkpoint(truncated)
+
+    newer = tmp_path / "newer.pt"
+    torch.save({"format_version": FORMAT_VERSION + 1}, newer)
+    with pytest.raises(GanrunError, match="newer than this ganrun"):
+        load_checkpoint(newer)
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(GanrunError, match="not a ganrun checkpoint"):
+        load_checkpoint(foreign)
+
+    with pytest.raises(GanrunError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_from_checkpoint_of_another_shape(cli, tmp_path):
+    code, _, _ = cli("train", *TINY, "hydra.run.dir=small", cwd=tmp_path)
+    assert code == 0
+    code, _, err = cli("train", *TINY, "model.width=16", "hydra.run.dir=big",
+                       f"resume={tmp_path / 'small/checkpoints/last.pt'}", cwd=tmp_path)
+    assert code == 2 and "does not fit this model" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "big").exists()  # rejected before anything was written
