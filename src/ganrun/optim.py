@@ -12,10 +12,14 @@ from ganrun.schema import OptimConfig
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
-def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(
+    cfg: OptimConfig, params: Iterable[torch.nn.Parameter], fused: bool = False
+) -> torch.optim.Optimizer:
+    """``fused`` selects the single-kernel Adam (CUDA); results match the default to rounding."""
     if cfg.name == "adam":
         return torch.optim.Adam(
-            params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
+            params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+            fused=fused or None,
         )
     if cfg.name == "sgd":
         return torch.optim.SGD(

@@ -40,6 +40,16 @@ class TrainConfig:
 
 
 @dataclass
+class TrainerConfig:
+    """How steps run on the hardware; none of these change what is computed (beyond rounding)."""
+
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward passes) | fp16
+    compile: bool = False  # torch.compile the networks' forward passes
+    channels_last: str = "auto"  # auto (on for CUDA) | on | off, for convolutional networks
+    cudnn_benchmark: bool = True
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING  # key in ganrun.models.MODELS
     latent_dim: int = 100
@@ -103,6 +113,7 @@ class RunConfig:
     seed: int = 0
     resume: str | None = None  # auto | path to a checkpoint
     train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

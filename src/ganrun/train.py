@@ -10,6 +10,7 @@ import logging
 
 from omegaconf import DictConfig
 
+from ganrun.accelerate import accelerate
 from ganrun.data import build_data
 from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
@@ -46,11 +47,15 @@ def build_setup(cfg: DictConfig) -> Setup:
         )
     nets = build_model(cfg.model, data.info)
     nets.generator.to(device)
-    opt_g = build_optimizer(cfg.optim, nets.generator.parameters())
-    opt_d = None
     if nets.discriminator is not None:
         nets.discriminator.to(device)
-        opt_d = build_optimizer(cfg.optim, nets.discriminator.parameters())
+    modules = [m for m in (nets.generator, nets.discriminator) if m is not None]
+    accelerate(modules, cfg.trainer, device)
+    fused = device.type == "cuda"  # one kernel per optimizer step instead of one per tensor
+    opt_g = build_optimizer(cfg.optim, nets.generator.parameters(), fused=fused)
+    opt_d = None
+    if nets.discriminator is not None:
+        opt_d = build_optimizer(cfg.optim, nets.discriminator.parameters(), fused=fused)
     return Setup(cfg, device, data, nets, LOSSES[cfg.loss.name], opt_g, opt_d)
 
 

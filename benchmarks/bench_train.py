@@ -1,0 +1,191 @@
+"""Training throughput: ganrun's trainer against a plain PyTorch loop of the same networks.
+
+The reference loop is written the way pytorch/examples' dcgan/main.py is: a shuffling DataLoader
+over a host tensor, each batch moved to the device and scaled there, separate real/fake D
+passes, ``.item()`` on the losses every step. Both sides use the same networks (built by ganrun
+from the same config), optimizer settings, batch size and number of steps, and start from the
+same initial weights. Each case runs in a fresh process so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+# (case, model, resolution, channels, extra overrides)
+CASES = [
+    ("gan mnist-shaped", "gan", 28, 1, []),
+    ("dcgan 28x28", "dcgan", 28, 1, []),
+    ("dcgan 64x64", "dcgan", 64, 3, []),
+    ("wgan_gp 32x32", "wgan_gp", 32, 3, []),
+]
+
+
+def _compose(model: str, resolution: int, channels: int, extra: list[str], device: str):
+    from hydra import compose, initialize_config_module
+
+    import ganrun.schema  # noqa: F401
+
+    overrides = [f"model={model}", f"data.resolution={resolution}", f"data.channels={channels}",
+                 f"device={device}", "train.batch_size=64", *extra]
+    with initialize_config_module("ganrun.configs", version_base=None):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _synthetic_data(cfg, n: int, device: torch.device):
+    from ganrun.data import Data
+    from ganrun.data.base import DataInfo
+    from ganrun.data.resident import ResidentSplit
+    from ganrun.train import output_range
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, cfg.data.channels, cfg.data.resolution,
+                                    cfg.data.resolution), dtype=torch.uint8, generator=gen)
+    vr = output_range(cfg.model.output)
+    info = DataInfo("synthetic", cfg.data.channels, cfg.data.resolution, 0, vr)
+    return images, Data(info, {"train": ResidentSplit(images, None, vr, device)})
+
+
+def _setup(cfg, data, device):
+    from ganrun.accelerate import accelerate
+    from ganrun.losses import LOSSES
+    from ganrun.models import build_model
+    from ganrun.optim import build_optimizer
+    from ganrun.trainer import Setup
+
+    torch.manual_seed(0)
+    nets = build_model(cfg.model, data.info)
+    nets.generator.to(device)
+    nets.discriminator.to(device)
+    accelerate([nets.generator, nets.discriminator], cfg.trainer, device)
+    fused = device.type == "cuda"
+    return Setup(cfg, device, data, nets, LOSSES[cfg.loss.name],
+                 build_optimizer(cfg.optim, nets.generator.parameters(), fused=fused),
+                 build_optimizer(cfg.optim, nets.discriminator.parameters(), fused=fused))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_ganrun(cfg, images, data, device, steps: int) -> float:
+    from ganrun.trainer import Trainer
+
+    setup = _setup(cfg, data, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(setup, Path(tmp))
+        cfg.train.steps = steps
+        cfg.train.sample_every = cfg.train.checkpoint_every = 10**9  # only the final ones
+        cfg.train.log_every = 50
+        _sync(device)
+        start = time.perf_counter()
+        trainer.fit()
+        _sync(device)
+        return time.perf_counter() - start
+
+
+def run_plain(cfg, images, data, device, steps: int) -> float:
+    """The pytorch/examples style loop, on the same networks and optimizer settings."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ganrun.losses import LOSSES, gradient_penalty
+
+    setup = _setup(cfg, data, device)
+    G, D, opt_g, opt_d = setup.nets.generator, setup.nets.discriminator, setup.opt_g, setup.opt_d
+    loss = LOSSES[cfg.loss.name]
+    lo, hi = data.info.value_range
+    bs, k, gp, clip = cfg.train.batch_size, cfg.train.d_steps, cfg.model.gp_weight, cfg.model.clip_value
+    loader = DataLoader(TensorDataset(images), batch_size=bs, shuffle=True, drop_last=True)
+    batches = iter(loader)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for _ in range(k):
+            try:
+                (x,) = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                (x,) = next(batches)
+            real = x.to(device).float() * ((hi - lo) / 255.0) + lo
+            noise = torch.randn(bs, cfg.model.latent_dim, device=device)
+            if cfg.model.noise == "uniform":
+                noise = torch.rand(bs, cfg.model.latent_dim, device=device) * 2 - 1
+            fake = G(noise)
+            D.zero_grad()
+            err_d = loss.d(D(real), D(fake.detach()))
+            if gp > 0:
+                err_d = err_d + gp * gradient_penalty(D, real, fake)
+            err_d.backward()
+            opt_d.step()
+            if clip > 0:
+                for p in D.parameters():
+                    p.data.clamp_(-clip, clip)
+        G.zero_grad()
+        err_g = loss.g(D(fake))
+        err_g.backward()
+        opt_g.step()
+        err_d.item(), err_g.item()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _case(queue, which: str, model: str, res: int, ch: int, extra: list[str], device: str,
+          steps: int) -> None:
+    from ganrun.devices import configure_threads
+
+    configure_threads()
+    dev = torch.device(device)
+    cfg = _compose(model, res, ch, extra, device)
+    images, data = _synthetic_data(cfg, 60000 if res <= 32 else 20000, dev)
+    fn = run_ganrun if which == "ganrun" else run_plain
+    fn(cfg, images, data, dev, 3)  # warm-up: allocator, cuDNN autotuning, lazy init
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = fn(cfg, images, data, dev, steps)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    queue.put((seconds, peak))
+
+
+def _measure(which, model, res, ch, extra, device, steps):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_case, args=(queue, which, model, res, ch, extra, device, steps))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def run(quick: bool = False) -> list[dict]:
+    from ganrun.models import MODELS
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for case, model, res, ch, extra in CASES:
+            if model not in MODELS:
+                rows.append({"case": f"{case} [{device}]", "skipped": f"model {model} missing"})
+                continue
+            steps = (5 if quick else 30) if device == "cpu" else (20 if quick else 200)
+            if device == "cpu" and res >= 64:
+                steps = max(3, steps // 3)
+            bs = 64
+            t_plain, mem_plain = _measure("plain", model, res, ch, extra, device, steps)
+            t_ours, mem_ours = _measure("ganrun", model, res, ch, extra, device, steps)
+            rows.append({
+                "case": f"{case} [{device}]",
+                "steps": steps,
+                "ganrun_img_per_s": steps * bs / t_ours,
+                "plain_img_per_s": steps * bs / t_plain,
+                "ratio": t_plain / t_ours,
+                "ganrun_peak_mb": mem_ours,
+                "plain_peak_mb": mem_plain,
+            })
+    return rows
