@@ -90,8 +90,16 @@ class OptimConfig:
 class DataConfig:
     name: str = MISSING  # key in ganrun.data.DATASETS
     root: str = "${ganrun_data_root:}"
-    resolution: int = 32
-    channels: int = 1
+    resolution: int = 32  # images are resized (and folder images centre-cropped) to this
+    channels: int = 1  # 1 (grayscale) or 3 (RGB); images are converted; points: the dimension
+    download: bool = True  # mnist/cifar10: fetch missing files into data.root (needs internet)
+    train_split: str = "train"  # the split training draws from (tfd: unlabeled)
+    valid_size: int = 0  # examples in the valid split (mnist, cifar10, folder; ring/grid: + test)
+    fold: int = 0  # tfd: which of its 5 folds defines train/valid/test
+    num_points: int = 0  # ring/grid: training points
+    std: float = 0.0  # ring/grid: standard deviation of every mode
+    scale: float = 0.0  # ring: circle radius; grid: distance between neighbouring modes
+    num_workers: int = 2  # folder: DataLoader worker processes decoding images (0 = in-process)
 
 
 @dataclass
@@ -99,11 +107,61 @@ class DeviceConfig:
     type: str = "auto"  # auto | cpu | cuda | mps
 
 
+CACHE_DIR_ENV = "GANRUN_CACHE_DIR"
+
+
+def default_cache_dir() -> str:
+    """``$GANRUN_CACHE_DIR``, else ``$XDG_CACHE_HOME/ganrun`` (``~/.cache/ganrun``)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return os.environ[CACHE_DIR_ENV]
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache) / "ganrun")
+
+
+if not OmegaConf.has_resolver("ganrun_cache_dir"):
+    OmegaConf.register_new_resolver("ganrun_cache_dir", default_cache_dir)
+
+
 @dataclass
 class EvalConfig:
+    """An evaluation protocol (``eval=<preset>``); metric names are keys of
+    ``ganrun.metrics.METRICS``. Sample counts are per side: generated and real."""
+
     name: str = "none"
-    at_end: bool = False
+    at_end: bool = False  # ganrun train: score the final checkpoint when training ends
     metrics: list[str] = field(default_factory=list)
+    num_samples: int = 2000  # generated samples for the feature-based metrics
+    num_real: int = 0  # real samples from reference_split; 0 = the whole split
+    reference_split: str = "test"
+    batch_size: int = 100
+    seed: int = 0  # noise, labels, real subsets, KID subsets and IS splits
+    cache_dir: str = "${ganrun_cache_dir:}"  # reference statistics and data-set classifiers
+    inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth (FID port)
+    inception_weights_sha256: str | None = None  # accept a file that is not the official one
+    download: bool = True  # fetch the official Inception weights when missing (needs internet)
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    prc_neighborhood: int = 3
+    isc_splits: int = 10
+    classifier_epochs: int = 3  # training epochs of the data-set classifier (cnn metrics)
+    parzen_samples: int = 10000  # generator samples forming the Parzen mixture
+    parzen_sigmas: int = 10  # sigma grid: logspace(-1, 0, parzen_sigmas)
+    parzen_chunk: int = 1000  # rows per distance block; bounds memory to chunk x samples doubles
+    iw_samples: int = 5000  # VAE importance samples k per test example
+    likelihood_examples: int = 0  # VAE: test examples scored; 0 = the whole split
+
+
+@dataclass
+class EvalCommandConfig:
+    """The whole ``ganrun eval`` configuration: what to score (one of checkpoint, run, sweep)
+    and how (the ``eval`` preset); models and data come from each checkpoint's saved config."""
+
+    checkpoint: str | None = None  # one checkpoint file
+    run: str | None = None  # a run folder: every checkpoints/step_*.pt (and last.pt)
+    sweep: str | None = None  # a multirun folder: every run's checkpoints/last.pt
+    data_root: str | None = None  # where the data lives now, if not the run's data.root
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 @dataclass
@@ -126,6 +184,7 @@ def register() -> None:
     """Make the schemas available to the defaults lists in ``configs/``."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=RunConfig)
+    cs.store(name="eval_schema", node=EvalCommandConfig)
 
 
 register()

@@ -58,6 +58,22 @@ def validate_train_config(cfg: DictConfig) -> None:
              f"model.gp_weight={m.gp_weight} needs a critic (model.critic=true), but model="
              f"{m.name} has a sigmoid discriminator")
 
-    d = cfg.data
+    validate_data_config(cfg.data)
+
+
+def validate_data_config(d: DictConfig) -> None:
+    """The ``data`` group's ranges; what needs the files (splits, sizes) is checked on loading."""
+    from ganrun.data import DATASETS, POINT_DATASETS
+
+    _require(d.name in DATASETS,
+             f"unknown data set {d.name!r}; choose data= one of: {', '.join(DATASETS)}")
+    _require(d.valid_size >= 0, f"data.valid_size={d.valid_size} must be non-negative")
+    _require(0 <= d.fold <= 4, f"data.fold={d.fold} does not exist; choose a fold in 0..4")
+    _require(d.num_workers >= 0, f"data.num_workers={d.num_workers} must be non-negative")
+    if d.name in POINT_DATASETS:
+        _require(d.num_points >= 1, f"data.num_points={d.num_points} must be at least 1")
+        _require(d.std > 0, f"data.std={d.std} must be positive")
+        _require(d.scale > 0, f"data.scale={d.scale} must be positive")
+        return
     _require(d.resolution >= 1, f"data.resolution={d.resolution} must be at least 1")
     _require(d.channels in (1, 3), f"data.channels={d.channels} must be 1 or 3")

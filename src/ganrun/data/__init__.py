@@ -1,32 +1,44 @@
 """Data sets: ``data=<name>`` picks a loader from :data:`DATASETS`.
 
 A loader reads its files (or its bundled copy) and returns :class:`RawData`: uint8 images at their
-native size, per split. :func:`build_data` resizes them to ``data.resolution`` once and keeps each
-split resident on the training device (:class:`ResidentSplit`), so a training step draws its
-batch by indexing a tensor that is already there.
+native size, per split. :func:`build_data` resizes them to ``data.resolution`` and converts them
+to ``data.channels`` once and keeps each split resident on the training device
+(:class:`ResidentSplit`), so a training step draws its batch by indexing a tensor that is already
+there. The 2-D mixtures stay float points (:class:`PointSplit`); ``folder`` streams its images
+through a DataLoader (:class:`~ganrun.data.folder.FolderSplit`) with the same interface.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ganrun.data.base import DataInfo, RawData
+from ganrun.data.cifar10 import load_cifar10
 from ganrun.data.digits import load_digits
-from ganrun.data.resident import ResidentSplit
+from ganrun.data.folder import FolderSplit, load_folder
+from ganrun.data.mixtures import load_grid, load_ring
+from ganrun.data.mnist import load_mnist
+from ganrun.data.resident import PointSplit, ResidentSplit
+from ganrun.data.tfd import load_tfd
 from ganrun.errors import GanrunError
 from ganrun.schema import DataConfig
+
+# What a split is to the trainer: batch(n), len(), seed(s), state_dict(), load_state_dict(), all().
+Split = ResidentSplit | FolderSplit
 
 
 @dataclass
 class Data:
     info: DataInfo
-    splits: dict[str, ResidentSplit]
+    splits: dict[str, Split]
+    train_split: str = "train"  # the split training draws from
 
-    def split(self, name: str) -> ResidentSplit:
+    def split(self, name: str) -> Split:
         if name not in self.splits:
             raise GanrunError(
                 f"data set {self.info.name!r} has no split {name!r}; "
@@ -35,39 +47,125 @@ class Data:
         return self.splits[name]
 
     @property
-    def train(self) -> ResidentSplit:
-        return self.split("train")
+    def train(self) -> Split:
+        return self.split(self.train_split)
 
 
 DATASETS: dict[str, Callable[[DataConfig], RawData]] = {
     "digits": load_digits,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "tfd": load_tfd,
+    "ring": load_ring,
+    "grid": load_grid,
+    "folder": load_folder,
 }
+
+# Data sets of 2-D points rather than images: data.resolution and data.channels do not apply.
+POINT_DATASETS = ("ring", "grid")
+
+# ITU-R BT.601 luma, what PIL's convert("L") uses.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+# Images resized per chunk: the float copy of a whole data set (CIFAR-10 at 64x64: 2 GB) would
+# otherwise exist only to be rounded back to uint8.
+RESIZE_CHUNK = 4096
 
 
 def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
     """Resize uint8 (N, C, H, W) images to resolution x resolution, antialiased, still uint8."""
     if images.shape[-1] == resolution and images.shape[-2] == resolution:
         return images
-    out = F.interpolate(
-        images.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
-        align_corners=False,
+    out = torch.empty(
+        (*images.shape[:2], resolution, resolution), dtype=torch.uint8, device=images.device
     )
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    for start in range(0, images.shape[0], RESIZE_CHUNK):
+        chunk = F.interpolate(
+            images[start : start + RESIZE_CHUNK].float(),
+            size=(resolution, resolution),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        out[start : start + RESIZE_CHUNK] = chunk.round_().clamp_(0, 255)
+    return out
 
 
-def build_data(
-    cfg: DataConfig, value_range: tuple[float, float], device: torch.device
-) -> Data:
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> ``channels`` channels: gray repeated to RGB, RGB to luma."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    if have == 3 and channels == 1:
+        weights = torch.tensor(_LUMA, device=images.device).view(1, 3, 1, 1)
+        gray = (images.float() * weights).sum(dim=1, keepdim=True)
+        return gray.round_().clamp_(0, 255).to(torch.uint8)
+    raise GanrunError(f"cannot convert {have}-channel images to data.channels={channels}")
+
+
+def _prepare(images: torch.Tensor, cfg: DataConfig, device: torch.device) -> torch.Tensor:
+    # uint8 crosses to the device once; resizing there is fastest on a GPU. Resize before
+    # converting to RGB and after converting to gray: whichever handles fewer channels.
+    images = images.to(device)
+    if images.shape[1] > cfg.channels:
+        return resize_uint8(convert_channels(images, cfg.channels), cfg.resolution)
+    return convert_channels(resize_uint8(images, cfg.resolution), cfg.channels)
+
+
+def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.device) -> Data:
     """Load ``cfg.name``, resize to ``cfg.resolution`` and hold every split on ``device``."""
     if cfg.name not in DATASETS:
-        raise GanrunError(f"unknown data set {cfg.name!r}; choose data= one of: {', '.join(DATASETS)}")
-    raw = DATASETS[cfg.name](cfg)
-    channels = next(iter(raw.images.values())).shape[1]
-    splits = {
-        name: ResidentSplit(
-            resize_uint8(images, cfg.resolution), raw.labels.get(name), value_range, device
+        raise GanrunError(
+            f"unknown data set {cfg.name!r}; choose data= one of: {', '.join(DATASETS)}"
         )
-        for name, images in raw.images.items()
-    }
-    info = DataInfo(cfg.name, channels, cfg.resolution, raw.num_classes, tuple(value_range))
-    return Data(info, splits)
+    raw = DATASETS[cfg.name](cfg)
+    splits: dict[str, Any]
+    if raw.kind == "points":
+        splits = {
+            name: PointSplit(points, raw.labels.get(name), device)
+            for name, points in raw.images.items()
+        }
+        dim = next(iter(raw.images.values())).shape[1]
+        info = DataInfo(
+            cfg.name,
+            dim,
+            0,
+            raw.num_classes,
+            tuple(value_range),
+            kind="points",
+            extra=dict(raw.extra),
+        )
+    elif raw.kind == "stream":
+        splits = {
+            name: FolderSplit(source, cfg, value_range, device)
+            for name, source in raw.streams.items()
+        }
+        info = DataInfo(
+            cfg.name,
+            cfg.channels,
+            cfg.resolution,
+            raw.num_classes,
+            tuple(value_range),
+            extra=dict(raw.extra),
+        )
+    else:
+        splits = {
+            name: ResidentSplit(
+                _prepare(images, cfg, device), raw.labels.get(name), value_range, device
+            )
+            for name, images in raw.images.items()
+        }
+        info = DataInfo(
+            cfg.name,
+            cfg.channels,
+            cfg.resolution,
+            raw.num_classes,
+            tuple(value_range),
+            extra=dict(raw.extra),
+        )
+    data = Data(info, splits, cfg.train_split)
+    data.split(cfg.train_split)  # an unknown split fails here, before anything is written
+    return data

@@ -21,8 +21,11 @@ def load_digits(cfg: DataConfig) -> RawData:
     images = images.unsqueeze(1)  # (N, 1, 8, 8)
     labels = torch.from_numpy(bunch.target).long()
     n_train = len(images) - N_VALID - N_TEST
-    cut = {"train": (0, n_train), "valid": (n_train, n_train + N_VALID),
-           "test": (n_train + N_VALID, len(images))}
+    cut = {
+        "train": (0, n_train),
+        "valid": (n_train, n_train + N_VALID),
+        "test": (n_train + N_VALID, len(images)),
+    }
     return RawData(
         images={k: images[a:b] for k, (a, b) in cut.items()},
         labels={k: labels[a:b] for k, (a, b) in cut.items()},

@@ -64,3 +64,22 @@ class ResidentSplit:
         self.generator.set_state(state["generator"])
         self._order = state["order"].to(self.device)
         self._pos = int(state["pos"])
+
+
+class PointSplit(ResidentSplit):
+    """Float points (N, D) on the device, returned as they are: their scale is the data's own.
+
+    Sampling, seeding and the state dict are :class:`ResidentSplit`'s, so resume works the same.
+    """
+
+    def __init__(
+        self,
+        points: torch.Tensor,
+        labels: torch.Tensor | None,
+        device: torch.device,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(points.to(torch.float32), labels, (0.0, 255.0), device, seed)
+
+    def scaled(self, images: torch.Tensor) -> torch.Tensor:
+        return images.clone()

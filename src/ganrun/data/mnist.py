@@ -1,0 +1,121 @@
+"""torchvision's MNIST, read from ``data.root/MNIST/raw`` without writing there.
+
+torchvision keeps the four IDX files under ``<root>/MNIST/raw``, gzipped as downloaded and
+extracted beside them. The extracted files are read when present, otherwise the ``.gz`` files are
+read directly (gzip + numpy): a read-only data folder holding only the archives works, and
+nothing is ever extracted into it. Only when neither exists, and ``data.download`` is true, does
+torchvision download (and extract) them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganrun.data.base import RawData
+from ganrun.data.errors import corrupt, last_line, missing, undone_on_failure
+from ganrun.errors import GanrunError
+from ganrun.schema import DataConfig
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# IDX magic numbers: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions.
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+
+
+def raw_folder(root: str | Path) -> Path:
+    return Path(root).expanduser() / "MNIST" / "raw"
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (plain or .gz) as a uint8 array of its declared shape."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise corrupt(path, f"cannot be read ({exc})") from exc
+    if len(data) < 4 or int.from_bytes(data[:4], "big") != magic:
+        found = data[:4].hex() if len(data) >= 4 else f"{len(data)} bytes"
+        raise corrupt(path, f"bad IDX magic number {found}, expected {magic:08x}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise corrupt(path, "truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise corrupt(path, f"{len(data)} bytes where its header {shape} needs {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets import MNIST
+
+    try:
+        with undone_on_failure([root / "MNIST"]):
+            MNIST(str(root), train=True, download=True)
+    except (RuntimeError, OSError) as exc:
+        raise GanrunError(
+            f"MNIST is not in {raw_folder(root)} and downloading it failed ({last_line(exc)}); "
+            "put the four files from https://ossci-datasets.s3.amazonaws.com/mnist/ there (.gz "
+            "is fine) or set data.root to a folder holding MNIST/raw"
+        ) from exc
+
+
+def read_split(image_path: Path, label_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    images = read_idx(image_path, IMAGES_MAGIC)
+    labels = read_idx(label_path, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise corrupt(image_path, f"{len(images)} images but {len(labels)} labels in {label_path}")
+    if labels.size and labels.max() > 9:
+        raise corrupt(label_path, f"label {int(labels.max())} is not a digit")
+    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def load_mnist(cfg: DataConfig) -> RawData:
+    root = Path(cfg.root).expanduser()
+    folder = raw_folder(root)
+    names = [n for pair in FILES.values() for n in pair]
+    found = {n: _find(folder, n) for n in names}
+    if None in found.values() and cfg.download:
+        _download(root)
+        found = {n: _find(folder, n) for n in names}
+    absent = [n for n, path in found.items() if path is None]
+    if absent:
+        raise missing(
+            f"MNIST file {absent[0]}",
+            [folder / absent[0], folder / f"{absent[0]}.gz"],
+            "set data.download=true to download it (needs internet), or copy the four MNIST "
+            f"files (.gz is fine) into {folder}, or point data.root at a folder with MNIST/raw",
+        )
+    train_images, train_labels = read_split(*(found[n] for n in FILES["train"]))
+    test_images, test_labels = read_split(*(found[n] for n in FILES["test"]))
+    n_valid = cfg.valid_size
+    if n_valid >= len(train_images):
+        raise GanrunError(
+            f"data.valid_size={n_valid} leaves no MNIST training images (there are "
+            f"{len(train_images)}); lower data.valid_size"
+        )
+    cut = len(train_images) - n_valid
+    images = {"train": train_images[:cut], "valid": train_images[cut:], "test": test_images}
+    labels = {"train": train_labels[:cut], "valid": train_labels[cut:], "test": test_labels}
+    if n_valid == 0:
+        del images["valid"], labels["valid"]
+    return RawData(images=images, labels=labels, num_classes=10)
