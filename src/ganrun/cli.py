@@ -26,12 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 # Subcommands whose implementation has not landed yet, with what they will do.
-PENDING: dict[str, str] = {
-    "eval": "scoring checkpoints, runs and sweeps (FID, KID, IS, Parzen) is being built",
-    "sample": "drawing sample grids from a checkpoint is being built; training already writes "
-    "grids to <run>/samples/",
-    "report": "sweep tables and plots are being built; each run's metrics.csv has the numbers",
-}
+PENDING: dict[str, str] = {}
 
 USAGE = """usage: ganrun [--debug] [--version] <subcommand> [overrides ...]
 

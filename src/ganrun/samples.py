@@ -10,7 +10,8 @@ from torchvision.utils import save_image
 
 
 def save_grid(
-    images: torch.Tensor, path: str | Path, value_range: tuple[float, float], nrow: int | None = None
+    images: torch.Tensor, path: str | Path, value_range: tuple[float, float],
+    nrow: int | None = None,
 ) -> Path:
     """Write images (N, C, H, W) in ``value_range`` as one grid, ``nrow`` images per row."""
     path = Path(path)
@@ -20,3 +21,13 @@ def save_grid(
     nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
     save_image(images, path, nrow=nrow, padding=2)
     return path
+
+
+@torch.no_grad()
+def save_reconstructions(vae: torch.nn.Module, data, path: str | Path, n: int = 32) -> Path:
+    """Held-out images (top half) above the VAE's reconstructions from their posterior means."""
+    split = data.splits.get("valid") or data.splits.get("test") or data.train
+    x = split.scaled(split.images[:n])
+    mu, _ = vae.encode(x)
+    both = torch.cat([x, vae(mu)])
+    return save_grid(both, path, data.info.value_range, nrow=8)

@@ -123,6 +123,11 @@ if not OmegaConf.has_resolver("ganrun_cache_dir"):
 
 
 @dataclass
+class LoggerConfig:
+    name: str = "csv"  # csv (metrics.csv only) | tensorboard (also <run>/tensorboard/)
+
+
+@dataclass
 class EvalConfig:
     """An evaluation protocol (``eval=<preset>``); metric names are keys of
     ``ganrun.metrics.METRICS``. Sample counts are per side: generated and real."""
@@ -178,6 +183,43 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # What the train task returns to Hydra (the Optuna sweeper's objective): a final training
+    # value (a metrics.csv column) or, with eval.at_end=true, an evaluated metric (eval.csv name).
+    objective: str = "loss_g"
+
+
+@dataclass
+class SampleOptions:
+    seed: int = 0  # noise and labels; the same seed draws the same samples
+    format: str = "png"  # png (a grid) | npz (raw uint8 NHWC samples, z, labels)
+    interpolate: bool = False  # strips of sample.steps images between random latent points
+    steps: int = 10  # images per interpolation strip
+    batch_size: int = 256  # generator batch size
+
+
+@dataclass
+class SampleCommandConfig:
+    """The whole ``ganrun sample`` configuration; the model comes from the checkpoint."""
+
+    checkpoint: str | None = None
+    n: int = 64  # samples (conditional models: rounded up to whole rows, one class per row)
+    out: str | None = None  # output file; default <run>/generated/<checkpoint>_n<n>_seed<s>.<fmt>
+    data_root: str | None = None  # where the data lives now, if not the run's data.root
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    sample: SampleOptions = field(default_factory=SampleOptions)
+
+
+@dataclass
+class ReportCommandConfig:
+    """The whole ``ganrun report`` configuration: one of sweep= or run=."""
+
+    sweep: str | None = None  # a multirun folder: every run below it
+    run: str | None = None  # one run folder
+    sort_by: str | None = None  # a column; default: the runs' objective, else a best_ metric
+    descending: bool | None = None  # default: by the metric (IS, precision, ... high first)
+    out: str | None = None  # default <sweep or run>/report
+    plots: bool = True
 
 
 def register() -> None:
@@ -185,6 +227,8 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=RunConfig)
     cs.store(name="eval_schema", node=EvalCommandConfig)
+    cs.store(name="sample_schema", node=SampleCommandConfig)
+    cs.store(name="report_schema", node=ReportCommandConfig)
 
 
 register()

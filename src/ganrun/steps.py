@@ -19,34 +19,38 @@ if TYPE_CHECKING:
 
 
 def gan_step(t: Trainer) -> dict[str, torch.Tensor]:
-    """One generator step and ``train.d_steps`` discriminator steps (Algorithm 1 of the 2014 paper)."""
+    """``train.d_steps`` discriminator steps, then one generator step (Algorithm 1, 2014)."""
     G, D, loss, cfg = t.G, t.D, t.s.loss, t.cfg
-    n = cfg.train.batch_size
+    n, k = cfg.train.batch_size, cfg.train.d_steps
 
-    # (1) D/critic: k steps on real batches against detached fakes.
+    # (1) D/critic: k steps on real batches against fakes it cannot backpropagate into.
     D.requires_grad_(True)
-    for _ in range(cfg.train.d_steps):
+    for i in range(k):
         real, labels = t.s.data.train.batch(n)
-        with torch.no_grad():
+        # The last fake batch keeps its graph: G's step reuses it instead of running G again.
+        with torch.set_grad_enabled(i == k - 1):
             fake = G(t.noise(n), labels)
-        d_real, d_fake = D(real, labels), D(fake, labels)
+        d_real, d_fake = D(real, labels), D(fake.detach(), labels)
         loss_d = loss.d(d_real, d_fake)
         if cfg.model.gp_weight > 0:
             loss_d = loss_d + cfg.model.gp_weight * gradient_penalty(D, real, fake, labels)
         t.s.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         t.s.opt_d.step()
-        if cfg.model.clip_value > 0:
+        if cfg.model.clip_value > 0:  # WGAN's Lipschitz constraint by weight clipping
             with torch.no_grad():
-                for p in D.parameters():
-                    p.clamp_(-cfg.model.clip_value, cfg.model.clip_value)
+                params = list(D.parameters())
+                torch._foreach_clamp_min_(params, -cfg.model.clip_value)
+                torch._foreach_clamp_max_(params, cfg.model.clip_value)
 
-    # (2) G: one step through a frozen D (its weights need no gradients here).
+    # (2) G: one step through the updated, frozen D (its weights need no gradients here).
     D.requires_grad_(False)
-    loss_g = loss.g(D(G(t.noise(n), labels), labels))
+    loss_g = loss.g(D(fake, labels))
     t.s.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     t.s.opt_g.step()
+    if t.ema is not None:
+        t.ema.update(G)
 
     critic = cfg.model.critic
     return {
@@ -57,6 +61,21 @@ def gan_step(t: Trainer) -> dict[str, torch.Tensor]:
     }
 
 
+def vae_step(t: Trainer) -> dict[str, torch.Tensor]:
+    """One step on the negative ELBO, averaged over the batch (nats per example)."""
+    vae = t.G
+    x, _ = t.s.data.train.batch(t.cfg.train.batch_size)
+    recon, kl = vae.elbo_terms(x)
+    loss = (kl - recon).mean()
+    t.s.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    t.s.opt_g.step()
+    if t.ema is not None:
+        t.ema.update(vae)
+    return {"loss": loss.detach(), "recon": -recon.detach().mean(), "kl": kl.detach().mean()}
+
+
 STEPS: dict[str, Callable[[Trainer], dict[str, torch.Tensor]]] = {
     "gan": gan_step,
+    "vae": vae_step,
 }

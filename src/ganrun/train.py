@@ -7,20 +7,25 @@ first file is written; a rejected command leaves no run folder behind.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ganrun import distributed
 from ganrun.accelerate import accelerate
 from ganrun.data import build_data
 from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
+from ganrun.loggers import check_logger
 from ganrun.losses import LOSSES
 from ganrun.models import build_model
+from ganrun.models.ema import EMA
 from ganrun.optim import build_optimizer
 from ganrun.rundir import (
     CHECKPOINTS, CONFIG_FILE, METRICS_FILE, SAMPLES, attach_log_file, hydra_run_dir,
     remove_if_empty, write_run_config,
 )
+from ganrun.sweep import check_objective, objective_value
 from ganrun.trainer import Setup, Trainer, seed_everything
 from ganrun.validate import validate_train_config
 
@@ -45,8 +50,15 @@ def build_setup(cfg: DictConfig) -> Setup:
             f"train.batch_size={cfg.train.batch_size} is larger than the {len(data.train)} "
             f"training images of data={cfg.data.name}; lower train.batch_size"
         )
+    if cfg.model.conditional and data.train.labels is None:
+        raise GanrunError(
+            f"model.conditional=true needs labels, but the {cfg.data.train_split!r} split of "
+            f"data={cfg.data.name} has none; use model.conditional=false"
+        )
     nets = build_model(cfg.model, data.info)
     nets.generator.to(device)
+    # The average starts as a plain copy of G, before any speed settings wrap its forward.
+    ema = EMA(nets.generator, cfg.model.ema_decay) if cfg.model.ema_decay > 0 else None
     if nets.discriminator is not None:
         nets.discriminator.to(device)
     modules = [m for m in (nets.generator, nets.discriminator) if m is not None]
@@ -56,16 +68,38 @@ def build_setup(cfg: DictConfig) -> Setup:
     opt_d = None
     if nets.discriminator is not None:
         opt_d = build_optimizer(cfg.optim, nets.discriminator.parameters(), fused=fused)
-    return Setup(cfg, device, data, nets, LOSSES[cfg.loss.name], opt_g, opt_d)
+    return Setup(cfg, device, data, nets, LOSSES[cfg.loss.name], opt_g, opt_d, ema)
 
 
-def run(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float:
     run_dir = hydra_run_dir()
+    ddp = None
+    if distributed.requested():  # under torchrun: rank 0 writes run_dir, the others scratch
+        ddp = distributed.start(cfg.device.type, run_dir)
+        run_dir = ddp.out_dir
+    try:
+        return _run(cfg, run_dir, ddp)
+    finally:
+        if ddp is not None:
+            ddp.close()
+
+
+def _run(cfg: DictConfig, run_dir: Path, ddp: distributed.Distributed | None) -> float:
     try:
         setup = build_setup(cfg)
+        if ddp is not None:
+            ddp.prepare(setup)
         trainer = Trainer(setup, run_dir)
         if cfg.resume:
-            trainer.resume(cfg.resume)
+            trainer.resume(ddp.resume_target(cfg.resume) if ddp is not None else cfg.resume)
+        if ddp is not None:
+            ddp.diverge(trainer, cfg.seed)
+        if cfg.eval.at_end:  # an unusable protocol is refused now, not after training
+            from ganrun.evaluate import check_at_end
+
+            check_at_end(cfg, setup.nets, setup.data, setup.device)
+        check_logger(cfg)
+        check_objective(cfg.objective, setup.nets.kind, cfg.eval.at_end)
     except GanrunError:
         remove_if_empty(run_dir)
         raise
@@ -73,10 +107,15 @@ def run(cfg: DictConfig) -> float | None:
     handler = attach_log_file(run_dir)
     try:
         last = _train(cfg, setup, trainer)
+        record = None
+        if cfg.eval.at_end and (ddp is None or ddp.main):
+            from ganrun.evaluate import evaluate_at_end
+
+            record = evaluate_at_end(run_dir, cfg)
     finally:  # a multirun runs many jobs in one process: each keeps its own log file
         logging.getLogger().removeHandler(handler)
         handler.close()
-    return last.get("loss_g")
+    return objective_value(cfg.objective, last, record, run_dir / METRICS_FILE)
 
 
 def _train(cfg: DictConfig, setup: Setup, trainer: Trainer) -> dict[str, float]:

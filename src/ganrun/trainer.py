@@ -25,14 +25,19 @@ from ganrun import __version__
 from ganrun.checkpoint import load_checkpoint, save_checkpoint
 from ganrun.data import Data
 from ganrun.errors import GanrunError
+from ganrun.loggers import with_loggers
 from ganrun.losses import GanLoss
 from ganrun.models import Networks, sample_noise
 from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
-from ganrun.samples import save_grid
+from ganrun.data.plot import plot_points
+from ganrun.models.ema import EMA
+from ganrun.samples import save_grid, save_reconstructions
 from ganrun.steps import STEPS
 from ganrun.stopping import GracefulStop, RunInterrupted
 
 log = logging.getLogger("ganrun")
+
+POINTS_PLOTTED = 2000  # generated (and real) points in each scatter plot of 2-D data
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Setup:
     loss: GanLoss | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
+    ema: EMA | None = None  # model.ema_decay > 0: averaged G weights, used for samples
 
 
 def seed_everything(seed: int) -> None:
@@ -61,13 +67,24 @@ class Trainer:
         self.run_dir = run_dir
         self.G = setup.nets.generator
         self.D = setup.nets.discriminator
+        self.ema = setup.ema
         self.step = 0
         device = setup.device
+        info = setup.data.info
         # Training noise and the fixed sample-grid noise come from generators of their own, so
         # the grids show the same z over the whole run and resuming restores both exactly.
         self.noise_gen = torch.Generator(device=device).manual_seed(self.cfg.seed + 1)
         fixed_gen = torch.Generator(device=device).manual_seed(self.cfg.seed + 2)
-        self.fixed_z = sample_noise(self.cfg.model, self.cfg.train.num_samples, device, fixed_gen)
+        n = self.cfg.train.num_samples
+        if info.kind == "points":
+            n = max(n, POINTS_PLOTTED)  # a scatter plot needs many more points than a grid
+        self.fixed_z = sample_noise(self.cfg.model, n, device, fixed_gen)
+        self.fixed_y, self.grid_cols = None, None
+        if self.cfg.model.conditional:  # one class per row
+            self.grid_cols = max(1, n // info.num_classes)
+            self.fixed_z = self.fixed_z[: self.grid_cols * info.num_classes]
+            classes = torch.arange(info.num_classes, device=device)
+            self.fixed_y = classes.repeat_interleave(self.grid_cols)
         setup.data.train.seed(self.cfg.seed + 3)
 
     def noise(self, n: int) -> torch.Tensor:
@@ -76,7 +93,9 @@ class Trainer:
     # ------------------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, float]:
         cfg = self.cfg.train
-        metrics = MetricsLog(self.run_dir / METRICS_FILE, keep_until=self.step)
+        metrics = with_loggers(MetricsLog(self.run_dir / METRICS_FILE, keep_until=self.step),
+                               self.cfg, self.run_dir)
+        self.log_images = getattr(metrics, "add_images", None)  # logger=tensorboard
         tty = sys.stdout.isatty()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not tty, unit="step",
                    dynamic_ncols=True)
@@ -133,12 +152,24 @@ class Trainer:
     # ----------------------------------------------------------------------------- outputs
     @torch.no_grad()
     def save_samples(self) -> Path:
-        was_training = self.G.training
-        self.G.eval()
-        images = self.G(self.fixed_z, None)
-        self.G.train(was_training)
-        path = self.run_dir / SAMPLES / f"step_{self.step:06d}.png"
-        return save_grid(images, path, self.s.data.info.value_range)
+        """The fixed-noise grid (a scatter plot over the data for 2-D points; for a VAE also
+        a grid of held-out images above their reconstructions)."""
+        G = self.ema.model if self.ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        out = G(self.fixed_z, self.fixed_y)
+        info, name = self.s.data.info, f"step_{self.step:06d}.png"
+        if info.kind == "points":
+            real = self.s.data.train.images[:POINTS_PLOTTED]
+            G.train(was_training)
+            return plot_points(out, real, info.extra.get("centers"), self.run_dir / SAMPLES / name,
+                               title=f"step {self.step}")
+        if self.s.nets.kind == "vae":
+            save_reconstructions(G, self.s.data, self.run_dir / SAMPLES / f"recon_{name}")
+        G.train(was_training)
+        if getattr(self, "log_images", None) is not None:
+            self.log_images(self.step, out, info.value_range)
+        return save_grid(out, self.run_dir / SAMPLES / name, info.value_range, self.grid_cols)
 
     def state(self) -> dict[str, Any]:
         s = self.s
@@ -150,6 +181,7 @@ class Trainer:
             "kind": s.nets.kind,
             "generator": self.G.state_dict(),
             "discriminator": None if self.D is None else self.D.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "opt_g": s.opt_g.state_dict(),
             "opt_d": None if s.opt_d is None else s.opt_d.state_dict(),
             "rng": {
@@ -185,6 +217,8 @@ class Trainer:
             self.G.load_state_dict(ckpt["generator"])
             if self.D is not None:
                 self.D.load_state_dict(ckpt["discriminator"])
+            if self.ema is not None:
+                self.ema.load_state_dict(ckpt["ema"] or ckpt["generator"])
             self.s.opt_g.load_state_dict(ckpt["opt_g"])
             if self.s.opt_d is not None:
                 self.s.opt_d.load_state_dict(ckpt["opt_d"])

@@ -13,7 +13,7 @@ import torch
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.models import dcgan
+from ganrun.models import dcgan, gan, vae
 from ganrun.models.base import Networks
 from ganrun.schema import ModelConfig
 
@@ -21,12 +21,28 @@ from ganrun.schema import ModelConfig
 MODELS: dict[str, Callable[[ModelConfig, DataInfo], Networks]] = {
     "dcgan": dcgan.build,
     "wgan": dcgan.build,  # same networks; the critic flag and clipping come from its config
+    "wgan_gp": dcgan.build,  # critic without BatchNorm + gradient penalty, from its config
+    "gan": gan.build,
+    "vae": vae.build,
 }
+
+# Models that also take 2-D point data (data=ring|grid); the others need images.
+POINT_MODELS = ("gan",)
 
 
 def build_model(cfg: ModelConfig, info: DataInfo) -> Networks:
     if cfg.name not in MODELS:
         raise GanrunError(f"unknown model {cfg.name!r}; choose model= one of: {', '.join(MODELS)}")
+    if info.kind == "points" and cfg.name not in POINT_MODELS:
+        raise GanrunError(
+            f"model={cfg.name} needs image data, but data={info.name} is {info.channels}-D "
+            f"points; use model={' or model='.join(POINT_MODELS)}"
+        )
+    if cfg.conditional and info.num_classes == 0:
+        raise GanrunError(
+            f"model.conditional=true needs class labels, but data={info.name} has none; "
+            "use labelled data or model.conditional=false"
+        )
     return MODELS[cfg.name](cfg, info)
 
 

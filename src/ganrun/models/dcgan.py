@@ -9,6 +9,7 @@ all for a WGAN-GP critic), and a last s x s convolution to one logit or critic s
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganrun.data.base import DataInfo
@@ -35,12 +36,16 @@ def _output(name: str) -> nn.Module:
 
 
 class Generator(nn.Module):
-    def __init__(self, latent_dim: int, channels: int, resolution: int, width: int, output: str):
+    def __init__(
+        self, latent_dim: int, channels: int, resolution: int, width: int, output: str,
+        num_classes: int = 0,
+    ):
         super().__init__()
         start, k = plan(resolution)
         ch = width * 2 ** (k - 1)
+        self.num_classes = num_classes  # > 0: a one-hot label is appended to z
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, ch, start, 1, 0, bias=False),
+            nn.ConvTranspose2d(latent_dim + num_classes, ch, start, 1, 0, bias=False),
             nn.BatchNorm2d(ch),
             nn.ReLU(True),
         ]
@@ -55,31 +60,46 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
         return self.net(z[:, :, None, None])
 
 
 class Discriminator(nn.Module):
-    def __init__(self, channels: int, resolution: int, width: int, batchnorm: bool):
+    def __init__(
+        self, channels: int, resolution: int, width: int, batchnorm: bool, num_classes: int = 0
+    ):
         super().__init__()
         start, k = plan(resolution)
         ch = width
-        layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)
+        ]
         for _ in range(k - 1):
             layers.append(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(ch * 2))
             layers.append(nn.LeakyReLU(0.2, True))
             ch *= 2
-        layers.append(nn.Conv2d(ch, 1, start, 1, 0, bias=False))
         self.net = nn.Sequential(*layers)
+        self.head = nn.Conv2d(ch, 1, start, 1, 0, bias=False)
+        # Projection discriminator (Miyato & Koyama 2018): <embed(y), features> is added to the
+        # unconditional output.
+        self.embed = nn.Embedding(num_classes, ch * start * start) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).flatten()
+        h = self.net(x)
+        out = self.head(h).flatten()
+        if self.embed is not None:
+            out = out + (self.embed(y) * h.flatten(1)).sum(dim=1)
+        return out
 
 
 def init_weights(module: nn.Module) -> None:
     """The paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for BatchNorm scales."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.Embedding):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
@@ -87,8 +107,9 @@ def init_weights(module: nn.Module) -> None:
 
 
 def build(cfg: ModelConfig, info: DataInfo) -> Networks:
-    g = Generator(cfg.latent_dim, info.channels, info.resolution, cfg.width, cfg.output)
-    d = Discriminator(info.channels, info.resolution, cfg.width, cfg.d_batchnorm)
+    classes = info.num_classes if cfg.conditional else 0
+    g = Generator(cfg.latent_dim, info.channels, info.resolution, cfg.width, cfg.output, classes)
+    d = Discriminator(info.channels, info.resolution, cfg.width, cfg.d_batchnorm, classes)
     g.apply(init_weights)
     d.apply(init_weights)
     return Networks(g, d, "gan")

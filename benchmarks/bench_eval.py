@@ -1,0 +1,148 @@
+"""Evaluation costs: Parzen on 10k x 10k MNIST, Inception throughput, scoring with a warm cache.
+
+* Parzen: 10,000 "generator samples" (MNIST training images stand in: the cost does not depend on
+  where the samples come from) against the 10,000-image validation and test splits, 10 sigmas,
+  exactly the 2014 protocol; seconds and peak resident memory of a fresh process.
+* Inception: images/s of torch-fidelity's feature extractor on 28x28 MNIST digits (resized to
+  299 inside), needs the FID Inception weights (``$GANRUN_SHARED_DATA/weights`` or
+  ``../shared/data/weights``).
+* Scoring a checkpoint with ``eval=fast`` (2,000 samples a side, data-set classifier): the first
+  call trains the classifier and computes the reference features; the second finds both cached.
+
+Real MNIST comes from ``$GANRUN_SHARED_DATA`` (or ``../shared/data``); without it, uniform noise
+of the same shape is used and the rows say so.
+"""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SHARED = Path(os.environ.get("GANRUN_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+WEIGHTS = SHARED / "weights" / "pt_inception-2015-12-05-pool3-only.pth"
+
+
+def _mnist(name: str) -> torch.Tensor | None:
+    path = SHARED / "MNIST" / "raw" / name
+    if not path.is_file():
+        return None
+    with gzip.open(path) as f:
+        data = np.frombuffer(f.read(), np.uint8, offset=16)
+    return torch.from_numpy(data.reshape(-1, 1, 28, 28).copy())
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _parzen_child(n: int, queue) -> None:
+    from ganrun.metrics.parzen import parzen_evaluate, sigma_grid
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    train, test = _mnist("train-images-idx3-ubyte.gz"), _mnist("t10k-images-idx3-ubyte.gz")
+    source = "mnist"
+    if train is None or test is None:
+        gen = torch.Generator().manual_seed(0)
+        train = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8, generator=gen)
+        test = train[:10000].clone()
+        source = "synthetic"
+    samples = train[:n].flatten(1).double() / 255
+    valid = train[-n:].flatten(1).double() / 255
+    test = test[:n].flatten(1).double() / 255
+    before = _rss_mb()
+    start = time.perf_counter()
+    out = parzen_evaluate(samples, valid, test, sigma_grid(10), chunk=1000)
+    seconds = time.perf_counter() - start
+    queue.put({"case": f"parzen {n}x{n} valid+test, 10 sigmas", "data": source,
+               "seconds": seconds, "peak_rss_mb": _rss_mb(), "extra_rss_mb": _rss_mb() - before,
+               "ll": out["ll"], "sigma": out["sigma"]})
+
+
+def _in_child(target, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    row = queue.get()
+    proc.join()
+    return row
+
+
+def _inception(n: int) -> dict:
+    from omegaconf import OmegaConf
+
+    from ganrun.metrics import fidelity
+    from ganrun.metrics.cache import file_sha256
+    from ganrun.schema import EvalConfig
+
+    if not WEIGHTS.is_file():
+        return {"case": "inception features (cpu)", "skipped": f"no weights at {WEIGHTS}"}
+    images = _mnist("t10k-images-idx3-ubyte.gz")
+    images = images[:n] if images is not None else torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
+    cfg = OmegaConf.merge(OmegaConf.structured(EvalConfig), {
+        "inception_weights": str(WEIGHTS), "inception_weights_sha256": file_sha256(WEIGHTS)})
+    extractor = fidelity.inception_extractor(cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rgb = fidelity.gray_to_rgb(images)
+    fidelity.extract(extractor, rgb[:8], device, 8)  # build the network, warm up
+    start = time.perf_counter()
+    fidelity.extract(extractor, rgb, device, 64)
+    seconds = time.perf_counter() - start
+    return {"case": f"inception features ({device.type})", "images": n,
+            "images_per_s": n / seconds}
+
+
+def _score_twice(quick: bool) -> list[dict]:
+    from hydra import compose, initialize_config_module
+
+    import ganrun.schema  # noqa: F401
+    from ganrun.checkpoint import save_checkpoint
+    from ganrun.evaluate import plan, score
+    from ganrun.metrics.context import EvalContext
+    from ganrun.models import build_model
+    from ganrun.restore import restore, run_config
+    from ganrun.train import output_range
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GANRUN_CACHE_DIR"] = str(Path(tmp) / "cache")
+        with initialize_config_module("ganrun.configs", version_base=None):
+            train_cfg = compose(config_name="train", overrides=["device=cpu"])
+            eval_cfg = compose(config_name="eval", overrides=[
+                "eval=fast", "checkpoint=x", *(["eval.num_samples=500"] if quick else [])]).eval
+        from omegaconf import OmegaConf
+
+        from ganrun.data import build_data
+
+        data = build_data(train_cfg.data, output_range(train_cfg.model.output),
+                          torch.device("cpu"))
+        nets = build_model(train_cfg.model, data.info)
+        path = Path(tmp) / "run" / "checkpoints" / "last.pt"
+        save_checkpoint({"config": OmegaConf.to_container(train_cfg, resolve=True), "step": 0,
+                         "kind": "gan", "generator": nets.generator.state_dict()}, path)
+        run_config({"config": OmegaConf.to_container(train_cfg, resolve=True)}, path)
+        for label in ("cold cache (trains classifier)", "warm cache"):
+            start = time.perf_counter()
+            restored = restore(path, torch.device("cpu"))
+            record = score(plan(EvalContext(restored, eval_cfg, torch.device("cpu")), eval_cfg),
+                           eval_cfg)
+            rows.append({"case": f"score digits ckpt eval=fast, {label}",
+                         "samples": eval_cfg.num_samples,
+                         "seconds": time.perf_counter() - start,
+                         "fid_digits_cnn": record["metrics"]["fid_digits_cnn"]})
+    return rows
+
+
+def run(quick: bool) -> list[dict]:
+    rows = [_in_child(_parzen_child, 1000 if quick else 10000)]
+    rows.append(_inception(32 if quick else 256))
+    rows.extend(_score_twice(quick))
+    return rows

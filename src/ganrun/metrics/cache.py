@@ -1,0 +1,74 @@
+"""The evaluation cache: reference features/statistics and trained data-set classifiers.
+
+Entries live under ``eval.cache_dir`` (``$GANRUN_CACHE_DIR``, else ``~/.cache/ganrun``), one file
+per key, named by a hash of the key so that any change to what the entry depends on (data set,
+split, resolution, feature extractor, its weights, sample count, seed) lands in a new file. Files
+are written atomically and read with ``weights_only=True``; an unreadable one is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganrun.errors import GanrunError
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so a process hashes it once."""
+    path = Path(path)
+    stat = path.stat()
+    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo_key not in _SHA_MEMO:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _SHA_MEMO[memo_key] = digest.hexdigest()
+    return _SHA_MEMO[memo_key]
+
+
+def entry_path(cache_dir: str | Path, kind: str, key: dict[str, Any]) -> Path:
+    """Where the entry for ``key`` (a JSON-able dict) of ``kind`` lives."""
+    text = json.dumps(key, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    return Path(cache_dir).expanduser() / kind / f"{digest}.pt"
+
+
+def load_entry(path: Path) -> dict[str, Any] | None:
+    """The stored payload, or None when absent or unreadable (then it is recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a torn or foreign file is a cache miss, never an error
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def save_entry(path: Path, payload: dict[str, Any]) -> Path:
+    """Write atomically (temp file + rename), so concurrent runs never read half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise GanrunError(
+            f"cannot write to the evaluation cache {path.parent} ({exc.strerror or exc}); "
+            "set eval.cache_dir (or $GANRUN_CACHE_DIR) to a writable folder"
+        ) from exc
+    return path

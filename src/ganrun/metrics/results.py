@@ -1,0 +1,110 @@
+"""Where scores go: ``<run>/eval/<checkpoint>/metrics.json`` and ``<run>/eval.csv``.
+
+metrics.json holds, per preset (``eval.name``), the full record of the last scoring of that
+checkpoint: values, and per metric its protocol (library and version, feature extractor and
+weights sha256, sample counts, reference split, seed), plus wall time. eval.csv has one row per
+(checkpoint, preset) with the same content flattened (``<metric>.<protocol key>`` columns).
+Scoring again replaces that checkpoint's row and preset entry; everything else is kept. Both
+files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ganrun.errors import GanrunError
+
+EVAL_DIR = "eval"
+EVAL_CSV = "eval.csv"
+METRICS_JSON = "metrics.json"
+_FIRST = ["checkpoint", "step", "preset", "weights", "wall_time_s", "timestamp"]
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to (its parent for a checkpoint outside a run)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent
+    return checkpoint.parent
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", newline="") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise GanrunError(f"cannot write {path} ({exc.strerror or exc})") from exc
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """One eval.csv row from a record."""
+    row = {key: record.get(key) for key in _FIRST}
+    row.update(record["metrics"])
+    for metric, protocol in record["protocol"].items():
+        for key, value in protocol.items():
+            row[f"{metric}.{key}"] = json.dumps(value) if isinstance(value, list | dict) else value
+    for metric, reason in record.get("skipped", {}).items():
+        row[f"{metric}.skipped"] = reason
+    return row
+
+
+def checkpoint_name(checkpoint: Path) -> str:
+    """How records name a checkpoint: relative to its run folder, so runs can be moved."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.relative_to(run_dir_of(checkpoint)).as_posix()
+
+
+def write_record(checkpoint: Path, record: dict[str, Any]) -> Path:
+    """Store one checkpoint's record; returns the metrics.json path."""
+    checkpoint = Path(checkpoint)
+    run_dir = run_dir_of(checkpoint)
+    json_path = run_dir / EVAL_DIR / checkpoint.stem / METRICS_JSON
+    stored: dict[str, Any] = {}
+    if json_path.is_file():
+        try:
+            stored = json.loads(json_path.read_text())
+        except (OSError, ValueError):
+            stored = {}
+    results = stored.get("results", {}) if isinstance(stored, dict) else {}
+    results[record["preset"]] = record
+    payload = {"checkpoint": record["checkpoint"], "results": results}
+    _atomic_write(json_path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    _update_csv(run_dir / EVAL_CSV, flatten(record))
+    return json_path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _update_csv(path: Path, row: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = [
+        old for old in read_csv(path)
+        if (old.get("checkpoint"), old.get("preset")) != (row["checkpoint"], row["preset"])
+    ]
+    rows.append(row)
+    columns: list[str] = []
+    for r in rows:
+        columns.extend(k for k in r if k not in columns)
+    columns = [c for c in _FIRST if c in columns] + [c for c in columns if c not in _FIRST]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, buffer.getvalue())

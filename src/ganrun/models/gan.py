@@ -1,0 +1,96 @@
+"""The GAN of Goodfellow et al. 2014, as in its released MNIST setup (pylearn2 ``mnist.yaml``).
+
+G: 100-d U(-1, 1) noise -> 1200 ReLU -> 1200 ReLU -> sigmoid pixels.
+D: maxout(240 units x 5 pieces) -> maxout(240 x 5) -> one logit; dropout keeps 0.8 of the
+inputs and 0.5 of the hidden units. The sigmoid of that output is D(x): the classifier losses
+apply it inside a numerically stable log. On 2-D point data (data=ring|grid) the same MLPs take
+and produce points, with a linear output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganrun.data.base import DataInfo
+from ganrun.models.base import Networks
+from ganrun.schema import ModelConfig
+
+
+class Maxout(nn.Module):
+    """max over ``pieces`` affine maps (Goodfellow et al. 2013)."""
+
+    def __init__(self, in_features: int, units: int, pieces: int) -> None:
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(x.shape[0], self.units, self.pieces).amax(dim=2)
+
+
+def _shape(info: DataInfo) -> tuple[int, ...]:
+    if info.kind == "points":
+        return (info.channels,)
+    return (info.channels, info.resolution, info.resolution)
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: ModelConfig, info: DataInfo) -> None:
+        super().__init__()
+        self.shape = _shape(info)
+        self.num_classes = info.num_classes if cfg.conditional else 0
+        layers: list[nn.Module] = []
+        width = cfg.latent_dim + self.num_classes  # one-hot label appended to z
+        for hidden in cfg.g_hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        layers.append(nn.Linear(width, math.prod(self.shape)))
+        if info.kind != "points":
+            layers.append(nn.Sigmoid() if cfg.output == "sigmoid" else nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
+        return self.net(z).view(z.shape[0], *self.shape)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: ModelConfig, info: DataInfo) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(cfg.dropout_input)]
+        width = math.prod(_shape(info))
+        for hidden in cfg.d_hidden:
+            layers += [Maxout(width, hidden, cfg.maxout_pieces), nn.Dropout(cfg.dropout_hidden)]
+            width = hidden
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+        # Projection discriminator (Miyato & Koyama 2018): <embed(y), features> added to the
+        # unconditional output.
+        n = info.num_classes if cfg.conditional else 0
+        self.embed = nn.Embedding(n, width) if n else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        out = self.head(h).flatten()
+        if self.embed is not None:
+            out = out + (self.embed(y) * h).sum(dim=1)
+        return out
+
+
+def _init(module: nn.Module) -> None:
+    # The released setup draws weights uniformly from small ranges (irange .05 for G, .005 for D).
+    if isinstance(module, nn.Linear):
+        nn.init.uniform_(module.weight, -0.05, 0.05)
+        nn.init.zeros_(module.bias)
+
+
+def build(cfg: ModelConfig, info: DataInfo) -> Networks:
+    g, d = Generator(cfg, info), Discriminator(cfg, info)
+    g.apply(_init)
+    d.apply(_init)
+    return Networks(g, d, "gan")

@@ -1,0 +1,104 @@
+"""Feature metrics through torch-fidelity: FID formula, image conversion, weights policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from omegaconf import OmegaConf
+
+from ganrun.errors import GanrunError
+from ganrun.metrics import fidelity
+from ganrun.metrics.cache import entry_path, file_sha256, load_entry, save_entry
+from ganrun.schema import EvalConfig
+
+
+def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """The usual sqrtm formula (as in pytorch-fid), in float64."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def eval_cfg(**kw):
+    return OmegaConf.merge(OmegaConf.structured(EvalConfig), kw)
+
+
+def test_fid_of_features_against_themselves_is_zero() -> None:
+    features = torch.randn(500, 16, generator=torch.Generator().manual_seed(0))
+    stats = fidelity.fid_statistics(features)
+    assert abs(fidelity.fid(stats, stats)) < 1e-6
+
+
+def test_fid_equals_scipy_sqrtm_formula() -> None:
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(800, 24, generator=gen, dtype=torch.float64)
+    b = torch.randn(700, 24, generator=gen, dtype=torch.float64) * 1.3 + 0.4
+    ours = fidelity.fid(fidelity.fid_statistics(a), fidelity.fid_statistics(b))
+    expected = scipy_fid(a.numpy(), b.numpy())
+    assert ours == pytest.approx(expected, rel=1e-9)
+    assert ours > 1.0
+
+
+def test_uint8_conversion_of_gray_and_rgb() -> None:
+    x = torch.tensor([-1.0, 0.0, 1.0, 2.0]).view(1, 1, 2, 2)
+    out = fidelity.to_uint8_rgb(x, (-1.0, 1.0))
+    assert out.dtype == torch.uint8 and out.shape == (1, 3, 2, 2)
+    assert out[0, :, 0, 0].tolist() == [0, 0, 0]
+    assert out[0, 0].flatten().tolist() == [0, 128, 255, 255]  # 127.5: half to even
+    assert torch.equal(out[0, 0], out[0, 2])
+    rgb = torch.rand(2, 3, 4, 4)
+    assert torch.equal(fidelity.to_uint8_rgb(rgb, (0.0, 1.0)), (rgb * 255).round().to(torch.uint8))
+    with pytest.raises(GanrunError, match="2-channel"):
+        fidelity.gray_to_rgb(torch.zeros(1, 2, 4, 4, dtype=torch.uint8))
+
+
+def test_unofficial_weights_need_their_sha256(tmp_path) -> None:
+    weights = tmp_path / "other.pth"
+    weights.write_bytes(b"not the official file")
+    sha = file_sha256(weights)
+    with pytest.raises(GanrunError, match=f"eval.inception_weights_sha256={sha}"):
+        fidelity.resolve_inception_weights(eval_cfg(inception_weights=str(weights)))
+    path, got = fidelity.resolve_inception_weights(
+        eval_cfg(inception_weights=str(weights), inception_weights_sha256=sha.upper()))
+    assert path == weights and got == sha
+    with pytest.raises(GanrunError, match="eval.inception_weights=.* does not exist"):
+        fidelity.resolve_inception_weights(eval_cfg(inception_weights=str(tmp_path / "no")))
+
+
+def test_offline_without_weights_names_the_setting(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(GanrunError, match="eval.inception_weights"):
+        fidelity.resolve_inception_weights(eval_cfg(download=False))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(GanrunError, match="download failed.*eval.inception_weights"):
+        fidelity.resolve_inception_weights(eval_cfg())
+
+
+def test_kid_and_prc_run_through_torch_fidelity() -> None:
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randn(300, 8, generator=gen)
+    cfg = eval_cfg(kid_subsets=10, kid_subset_size=100)
+    same = fidelity.kid(a, a.clone(), cfg)
+    other = fidelity.kid(a, torch.randn(300, 8, generator=gen) + 2.0, cfg)
+    assert other["mean"] > 1.0 and abs(same["mean"]) < 0.1 * other["mean"]
+    prc = fidelity.precision_recall(a, a.clone(), cfg)
+    assert prc["precision"] == 1.0 and prc["recall"] == 1.0
+    logits = torch.zeros(100, 10)
+    assert fidelity.inception_score(logits, eval_cfg())["mean"] == pytest.approx(1.0)
+
+
+def test_cache_entries_roundtrip_and_tolerate_damage(tmp_path) -> None:
+    path = entry_path(tmp_path, "reference", {"a": 1})
+    assert path != entry_path(tmp_path, "reference", {"a": 2})
+    assert load_entry(path) is None
+    save_entry(path, {"x": torch.arange(3)})
+    assert torch.equal(load_entry(path)["x"], torch.arange(3))
+    path.write_bytes(b"torn")
+    assert load_entry(path) is None

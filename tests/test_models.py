@@ -1,0 +1,157 @@
+"""Models: output shapes and exact parameter counts per model and resolution, conditional
+variants, EMA, the VAE's likelihood bounds, and a few CLI training steps of every model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ganrun.data.base import DataInfo
+from ganrun.errors import GanrunError
+from ganrun.models import MODELS, build_model, sample_noise
+from ganrun.models.ema import EMA
+from ganrun.train import output_range
+from tests.conftest import TINY, composed, group_options
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _nets(model: str, res: int, ch: int, classes: int = 10, overrides: list[str] | None = None,
+          kind: str = "image"):
+    with composed([f"model={model}", *(overrides or [])]) as cfg:
+        info = DataInfo("test", ch, res, classes, output_range(cfg.model.output), kind)
+        return cfg, build_model(cfg.model, info)
+
+
+def test_gan_2014_mnist_parameter_counts():
+    _, nets = _nets("gan", 28, 1)
+    g = (100 * 1200 + 1200) + (1200 * 1200 + 1200) + (1200 * 784 + 784)
+    d = (784 * 1200 + 1200) + (240 * 1200 + 1200) + (240 + 1)  # maxout: 240 units x 5 pieces
+    assert (_count(nets.generator), _count(nets.discriminator)) == (g, d)
+
+
+def test_dcgan_64_matches_the_reference_implementation():
+    _, nets = _nets("dcgan", 64, 3)
+    # The pytorch/examples DCGAN at 64x64 (nz 100, ngf = ndf = 64).
+    assert (_count(nets.generator), _count(nets.discriminator)) == (3_576_704, 2_765_568)
+
+
+def test_dcgan_28_parameter_count():
+    _, nets = _nets("dcgan", 28, 1)  # 7x7 start, two doublings
+    g = 100 * 128 * 49 + 256 + 128 * 64 * 16 + 128 + 64 * 1 * 16
+    d = 1 * 64 * 16 + 64 * 128 * 16 + 256 + 128 * 49
+    assert (_count(nets.generator), _count(nets.discriminator)) == (g, d)
+
+
+def test_wgan_gp_critic_has_no_batchnorm():
+    _, nets = _nets("wgan_gp", 32, 3)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in nets.discriminator.modules())
+    d = 3 * 64 * 16 + (64 * 128 * 16 + 128) + (128 * 256 * 16 + 256) + 256 * 16
+    assert _count(nets.discriminator) == d
+
+
+def test_vae_mlp_parameter_count():
+    _, nets = _nets("vae", 28, 1)
+    expected = (784 * 500 + 500) + (500 * 40 + 40) + (20 * 500 + 500) + (500 * 784 + 784)
+    assert _count(nets.generator) == expected and nets.discriminator is None
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize(("res", "ch"), [(16, 1), (28, 1), (32, 3), (48, 1), (64, 3)])
+def test_output_shapes(model, res, ch):
+    cfg, nets = _nets(model, res, ch, overrides=["model.width=8", "model.g_hidden=[32]",
+                                                  "model.d_hidden=[16]"])
+    z = sample_noise(cfg.model, 4, torch.device("cpu"))
+    x = nets.generator(z)
+    assert x.shape == (4, ch, res, res)
+    lo, hi = output_range(cfg.model.output)
+    assert lo <= x.min().item() and x.max().item() <= hi
+    if nets.discriminator is not None:
+        nets.discriminator.eval()
+        assert nets.discriminator(x).shape == (4,)
+
+
+def test_gan_on_points():
+    cfg, nets = _nets("gan", 0, 2, 0, kind="points")
+    out = nets.generator(sample_noise(cfg.model, 5, torch.device("cpu")))
+    assert out.shape == (5, 2)
+    assert nets.discriminator(out).shape == (5,)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "gan", "wgan_gp"])
+def test_conditional_models_use_the_label(model):
+    cfg, nets = _nets(model, 28, 1, overrides=["model.conditional=true", "model.width=8"])
+    torch.manual_seed(0)
+    for net in (nets.generator, nets.discriminator):
+        for p in net.parameters():  # leave no zero-initialised path unused
+            torch.nn.init.normal_(p, 0, 0.1)
+    z = sample_noise(cfg.model, 3, torch.device("cpu"))
+    y0, y1 = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    nets.generator.eval()
+    nets.discriminator.eval()
+    assert not torch.allclose(nets.generator(z, y0), nets.generator(z, y1))
+    x = nets.generator(z, y0)
+    assert not torch.allclose(nets.discriminator(x, y0), nets.discriminator(x, y1))
+
+
+@pytest.mark.parametrize(
+    ("model", "res", "kind", "classes", "overrides", "match"),
+    [("dcgan", 36, "image", 10, [], "data.resolution=36"),
+     ("dcgan", 0, "points", 0, [], "needs image data"),
+     ("vae", 0, "points", 0, [], "needs image data"),
+     ("dcgan", 28, "image", 0, ["model.conditional=true"], "needs class labels"),
+     ("vae", 28, "image", 10, ["model.arch=rnn"], "model.arch"),
+     ("vae", 28, "image", 10, ["model.likelihood=poisson"], "model.likelihood")],
+)
+def test_impossible_combinations(model, res, kind, classes, overrides, match):
+    with pytest.raises(GanrunError, match=match):
+        _nets(model, res, 2 if kind == "points" else 1, classes, overrides, kind)
+
+
+def test_ema_tracks_the_average():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.5)
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(2.0)
+    ema.update(net)
+    assert torch.allclose(ema.model.weight, start + 1.0)
+    assert not ema.model.weight.requires_grad
+
+
+def test_vae_bounds_are_consistent():
+    torch.manual_seed(0)
+    _, nets = _nets("vae", 16, 1, overrides=["model.g_hidden=[32]"])
+    vae = nets.generator
+    x = torch.rand(6, 1, 16, 16).round()
+    with torch.no_grad():
+        elbo = torch.stack([vae.elbo(x) for _ in range(200)]).mean(0)
+        iw = vae.importance_log_likelihood(x, k=400, chunk=64)
+    assert iw.shape == (6,)
+    assert (iw >= elbo - 0.5).all()  # the importance-weighted bound is the tighter one
+    assert (iw < 0).all() and math.isfinite(iw.sum().item())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[f"model={m}"] for m in group_options("model")]
+    + [["model=dcgan", "model.conditional=true", "model.ema_decay=0.9"],
+       ["model=gan", "data=ring", "data.num_points=2000", "data.valid_size=200"],
+       ["model=vae", "model.arch=conv"], ["model=vae", "model.likelihood=gaussian"],
+       ["model=wgan_gp", "model.conditional=true"]],
+    ids=lambda o: "-".join(v.split("=")[1] for v in o),
+)
+def test_every_model_trains_from_the_cli(cli, tmp_path, overrides):
+    tiny = [o for o in TINY if not o.startswith("train.steps")] + ["train.steps=4",
+                                                                   "model.g_hidden=[64]"]
+    code, out, err = cli("train", *tiny, *overrides, "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "run/checkpoints/last.pt").is_file()
+    assert list((tmp_path / "run/samples").glob("step_*.png"))
+    if "model=vae" in overrides:
+        assert list((tmp_path / "run/samples").glob("recon_step_*.png"))
+        assert (tmp_path / "run/metrics.csv").read_text().startswith("step,loss,recon,kl,")
