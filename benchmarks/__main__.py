@@ -37,8 +37,11 @@ def machine() -> dict:
 
 
 def fmt(row: dict) -> str:
-    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-             if k != "case"]
+    parts = [
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in row.items()
+        if k != "case"
+    ]
     return f"  {row['case']:<40} " + "  ".join(parts)
 
 
@@ -47,7 +50,7 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     args = parser.parse_args()
-    names = args.names or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    names = args.names or sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
     results: dict[str, list[dict]] = {}
     for name in names:
         module = importlib.import_module(f"benchmarks.bench_{name}")

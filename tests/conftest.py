@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -16,23 +17,37 @@ from omegaconf import DictConfig
 import ganrun.schema  # noqa: F401  (registers the schemas)
 
 CONFIGS = Path(ganrun.schema.__file__).parent / "configs"
-SHARED_DATA = Path(os.environ.get("GANRUN_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("GANRUN_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")
+)
 
 # A tiny, fast training config for end-to-end runs.
 TINY = [
-    "train.steps=6", "train.batch_size=16", "train.log_every=2", "train.sample_every=3",
-    "train.checkpoint_every=3", "train.num_samples=16", "model.width=8", "device=cpu",
+    "train.steps=6",
+    "train.batch_size=16",
+    "train.log_every=2",
+    "train.sample_every=3",
+    "train.checkpoint_every=3",
+    "train.num_samples=16",
+    "model.width=8",
+    "device=cpu",
 ]
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """``python -m ganrun <args>`` in ``cwd``; returns the finished process (text output)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("GANRUN_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "ganrun", *args], cwd=cwd, env=full_env, capture_output=True,
-        text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "ganrun", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -45,6 +60,20 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     assert "Traceback" not in proc.stderr + proc.stdout
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """In-process CLI runs let Hydra point a console handler at pytest's captured stdout, which is
+    closed after that test; later tests that log would then print 'Logging error' noise."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -64,7 +93,9 @@ def cli(monkeypatch, capsys):
 
 
 @contextmanager
-def composed(overrides: list[str] | None = None, config_name: str = "train") -> Iterator[DictConfig]:
+def composed(
+    overrides: list[str] | None = None, config_name: str = "train"
+) -> Iterator[DictConfig]:
     with initialize_config_module("ganrun.configs", version_base=None):
         yield compose(config_name=config_name, overrides=overrides or [])
 

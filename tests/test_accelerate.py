@@ -43,9 +43,11 @@ def test_channels_last_applies_to_conv_weights():
 
 @pytest.mark.parametrize(
     ("cfg", "match"),
-    [(TrainerConfig(precision="fp8"), "trainer.precision"),
-     (TrainerConfig(precision="fp16"), "needs device=cuda"),
-     (TrainerConfig(channels_last="maybe"), "trainer.channels_last")],
+    [
+        (TrainerConfig(precision="fp8"), "trainer.precision"),
+        (TrainerConfig(precision="fp16"), "needs device=cuda"),
+        (TrainerConfig(channels_last="maybe"), "trainer.channels_last"),
+    ],
 )
 def test_bad_settings(cfg, match):
     with pytest.raises(GanrunError, match=match):

@@ -82,3 +82,25 @@ def test_info_flag(tmp_path):
     proc = run_cli("train", "--info", "searchpath", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ganrun.configs" in proc.stdout
+
+
+def test_failed_submitit_job_is_one_line():
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    from ganrun.cli import _job_failure
+
+    failed = FailedJobError(
+        "Job (task=0) failed during processing with trace:\n----------------------\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "RuntimeError: CUDA out of memory\n----------------------\n"
+        "You can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:\n"
+        "  - /sweep/.submitit/7/7_0_log.err\n  - /sweep/.submitit/7/7_0_log.out"
+    )
+    assert _job_failure(failed) == (
+        "a sweep job failed: RuntimeError: CUDA out of memory "
+        "(its log: /sweep/.submitit/7/7_0_log.err)"
+    )
+    timed_out = UncompletedJobError("Job not requeued because: timed-out too many times.")
+    assert _job_failure(timed_out) == (
+        "a sweep job failed: Job not requeued because: timed-out too many times."
+    )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from ganrun.data.base import DataInfo
@@ -27,9 +27,7 @@ def test_every_group_exists_and_has_options():
         assert group_options(group), group
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)]
-)
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)])
 def test_option_composes(group, option):
     with composed([f"{group}={option}"]) as cfg:
         OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
@@ -66,12 +64,19 @@ def test_model_brings_paper_defaults_and_overrides_win():
 
 def test_default_is_dcgan_non_saturating_on_digits():
     with composed() as cfg:
-        assert (cfg.model.name, cfg.loss.name, cfg.data.name) == ("dcgan", "non_saturating", "digits")
+        assert (cfg.model.name, cfg.loss.name, cfg.data.name) == (
+            "dcgan",
+            "non_saturating",
+            "digits",
+        )
         assert cfg.device.type == "auto"
 
 
 def test_schema_rejects_wrong_type_and_unknown_key():
-    with pytest.raises((ConfigCompositionException, ValidationError)), composed(["train.steps=abc"]):
+    with (
+        pytest.raises((ConfigCompositionException, ValidationError)),
+        composed(["train.steps=abc"]),
+    ):
         pass
     with pytest.raises(ConfigCompositionException), composed(["train.nope=1"]):
         pass
@@ -102,5 +107,8 @@ def test_data_root_from_environment(monkeypatch, tmp_path):
     ],
 )
 def test_validation_rejects(override, fragment):
-    with composed([override]) as cfg, pytest.raises(GanrunError, match=fragment.replace(".", r"\.")):
+    with (
+        composed([override]) as cfg,
+        pytest.raises(GanrunError, match=fragment.replace(".", r"\.")),
+    ):
         validate_train_config(cfg)

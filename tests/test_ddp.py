@@ -20,9 +20,22 @@ def test_two_process_cpu_training(cli, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("GANRUN_DEBUG", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "ganrun", "train", *TINY],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "ganrun",
+            "train",
+            *TINY,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -37,7 +50,9 @@ def test_two_process_cpu_training(cli, tmp_path):
     with (run / "metrics.csv").open(newline="") as f:
         assert [r["step"] for r in csv.DictReader(f)] == [str(s) for s in range(1, 7)]
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
-        "step_000003.png", "step_000006.png"]
+        "step_000003.png",
+        "step_000006.png",
+    ]
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 6
     assert not any(k.startswith("module.") for k in ckpt["generator"])
@@ -53,7 +68,13 @@ def test_two_process_cpu_training(cli, tmp_path):
     restored = restore(run / "checkpoints" / "last.pt", resolve_device("cpu"))
     assert restored.step == 6
     torch.testing.assert_close(restored.generator.state_dict(), ckpt["generator"])
-    code, out, err = cli("train", *[o for o in TINY if not o.startswith("train.steps")],
-                         "train.steps=8", "resume=auto", f"hydra.run.dir={run}", cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        *[o for o in TINY if not o.startswith("train.steps")],
+        "train.steps=8",
+        "resume=auto",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 8

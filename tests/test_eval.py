@@ -14,8 +14,15 @@ from ganrun.metrics import classifier
 from tests.conftest import TINY
 
 # Small enough to be quick, large enough for the FID rule (>= 128 samples a side for the CNN).
-FAST = ["eval=fast", "eval.num_samples=200", "eval.num_real=150", "eval.kid_subsets=5",
-        "eval.kid_subset_size=50", "eval.classifier_epochs=1", "device=cpu"]
+FAST = [
+    "eval=fast",
+    "eval.num_samples=200",
+    "eval.num_real=150",
+    "eval.kid_subsets=5",
+    "eval.kid_subset_size=50",
+    "eval.classifier_epochs=1",
+    "device=cpu",
+]
 
 
 @pytest.fixture
@@ -47,13 +54,20 @@ def test_run_scores_every_checkpoint_and_records_protocol(cli, cache, trained, t
     code, out, err = cli("eval", f"run={run}", *FAST, cwd=tmp_path)
     assert code == 0, err
     rows = list(csv.DictReader((run / "eval.csv").open()))
-    assert [r["checkpoint"] for r in rows] == ["checkpoints/step_000003.pt",
-                                              "checkpoints/step_000006.pt"]  # last.pt == step 6
+    assert [r["checkpoint"] for r in rows] == [
+        "checkpoints/step_000003.pt",
+        "checkpoints/step_000006.pt",
+    ]  # last.pt == step 6
     assert [r["step"] for r in rows] == ["3", "6"]
     record = json.loads((run / "eval/step_000006/metrics.json").read_text())["results"]["fast"]
     values = record["metrics"]
-    assert set(values) == {"fid_digits_cnn", "kid_digits_cnn_mean", "kid_digits_cnn_std",
-                           "is_digits_cnn_mean", "is_digits_cnn_std"}
+    assert set(values) == {
+        "fid_digits_cnn",
+        "kid_digits_cnn_mean",
+        "kid_digits_cnn_std",
+        "is_digits_cnn_mean",
+        "is_digits_cnn_std",
+    }
     assert values["fid_digits_cnn"] > 0 and values["is_digits_cnn_mean"] >= 1.0
     fid = record["protocol"]["fid_cnn"]
     assert fid["metric_library"] == "torch-fidelity" and fid["metric_library_version"]
@@ -68,8 +82,7 @@ def test_run_scores_every_checkpoint_and_records_protocol(cli, cache, trained, t
     assert "eval done (2 checkpoint(s)" in out
 
 
-def test_scores_are_reproducible_and_rescoring_replaces_rows(cli, cache, trained,
-                                                             tmp_path) -> None:
+def test_scores_are_reproducible_and_rescoring_replaces_rows(cli, cache, trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "run")
     ckpt = run / "checkpoints" / "last.pt"
     args = [f"checkpoint={ckpt}", *FAST, "eval.metrics=[fid_cnn]"]
@@ -82,15 +95,18 @@ def test_scores_are_reproducible_and_rescoring_replaces_rows(cli, cache, trained
     assert stored["fast"]["metrics"] == first["metrics"]
     rows = list(csv.DictReader((run / "eval.csv").open()))
     assert [(r["checkpoint"], r["preset"]) for r in rows] == [
-        ("checkpoints/last.pt", "fast"), ("checkpoints/last.pt", "other")]
+        ("checkpoints/last.pt", "fast"),
+        ("checkpoints/last.pt", "other"),
+    ]
 
 
 def test_sweep_scores_each_runs_last_checkpoint(cli, cache, trained, tmp_path) -> None:
     sweep = tmp_path / "multirun" / "2026-01-01" / "00-00-00"
     for job in ("0", "1", "10"):
         copy_run(trained, sweep / job)
-    code, out, err = cli("eval", f"sweep={sweep}", *FAST, "eval.metrics=[fid_cnn,modes]",
-                         cwd=tmp_path)
+    code, out, err = cli(
+        "eval", f"sweep={sweep}", *FAST, "eval.metrics=[fid_cnn,modes]", cwd=tmp_path
+    )
     assert code == 0, err
     for job in ("0", "1", "10"):
         rows = list(csv.DictReader((sweep / job / "eval.csv").open()))
@@ -100,9 +116,16 @@ def test_sweep_scores_each_runs_last_checkpoint(cli, cache, trained, tmp_path) -
 
 def test_parzen_end_to_end(cli, cache, trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "run")
-    code, out, err = cli("eval", f"checkpoint={run}/checkpoints/last.pt", *FAST,
-                         "eval=paper", "eval.metrics=[parzen]", "eval.parzen_samples=300",
-                         "eval.parzen_chunk=64", cwd=tmp_path)
+    code, out, err = cli(
+        "eval",
+        f"checkpoint={run}/checkpoints/last.pt",
+        *FAST,
+        "eval=paper",
+        "eval.metrics=[parzen]",
+        "eval.parzen_samples=300",
+        "eval.parzen_chunk=64",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     record = json.loads((run / "eval/last/metrics.json").read_text())["results"]["paper"]
     values, protocol = record["metrics"], record["protocol"]["parzen"]
@@ -111,23 +134,28 @@ def test_parzen_end_to_end(cli, cache, trained, tmp_path) -> None:
     assert protocol["sigma_split"] == "valid" and protocol["reference_split"] == "test"
 
 
-@pytest.mark.parametrize("args, fragment", [
-    ([], "exactly one of checkpoint="),
-    (["run=nowhere"], "run=nowhere is not a folder"),
-    (["checkpoint=nowhere.pt"], "checkpoint=nowhere.pt does not exist"),
-    (["eval.metrics=[fid_cnn,bogus]"], "unknown metric(s) in eval.metrics: bogus"),
-    (["eval.kid_subset_size=151"], "eval.kid_subset_size=151 is larger than the 150 samples"),
-    (["eval.num_samples=100"], "fid_digits_cnn needs at least 128 generated samples"),
-    (["eval.metrics=[fid]", "eval.download=false"], "eval.inception_weights"),
-    (["eval.metrics=[elbo]"], "none of eval.metrics (elbo) applies"),
-    (["eval.reference_split=nope"], "has no split 'nope'"),
-    (["eval.num_samples=0"], "eval.num_samples=0 must be at least 1"),
-])
-def test_bad_input_is_one_line_and_writes_nothing(cli, cache, trained, tmp_path, args,
-                                                  fragment) -> None:
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([], "exactly one of checkpoint="),
+        (["run=nowhere"], "run=nowhere is not a folder"),
+        (["checkpoint=nowhere.pt"], "checkpoint=nowhere.pt does not exist"),
+        (["eval.metrics=[fid_cnn,bogus]"], "unknown metric(s) in eval.metrics: bogus"),
+        (["eval.kid_subset_size=151"], "eval.kid_subset_size=151 is larger than the 150 samples"),
+        (["eval.num_samples=100"], "fid_digits_cnn needs at least 128 generated samples"),
+        (["eval.metrics=[fid]", "eval.download=false"], "eval.inception_weights"),
+        (["eval.metrics=[elbo]"], "none of eval.metrics (elbo) applies"),
+        (["eval.reference_split=nope"], "has no split 'nope'"),
+        (["eval.num_samples=0"], "eval.num_samples=0 must be at least 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    cli, cache, trained, tmp_path, args, fragment
+) -> None:
     run = copy_run(trained, tmp_path / "run")
-    target = [] if args and args[0].startswith(("run=", "checkpoint=")) or not args else [
-        f"run={run}"]
+    target = (
+        [] if args and args[0].startswith(("run=", "checkpoint=")) or not args else [f"run={run}"]
+    )
     code, out, err = cli("eval", *target, *FAST, *args, cwd=tmp_path)
     assert code == 2
     lines = err.strip().splitlines()
@@ -138,8 +166,15 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, cache, trained, tmp_path,
 
 
 def test_train_eval_at_end_scores_the_final_checkpoint(cli, cache, tmp_path) -> None:
-    code, out, err = cli("train", *TINY, "hydra.run.dir=r", "eval=fast", "eval.at_end=true",
-                         *FAST[1:-1], cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        *TINY,
+        "hydra.run.dir=r",
+        "eval=fast",
+        "eval.at_end=true",
+        *FAST[1:-1],
+        cwd=tmp_path,
+    )
     assert code == 0, err
     rows = list(csv.DictReader((tmp_path / "r" / "eval.csv").open()))
     assert [(r["checkpoint"], r["step"]) for r in rows] == [("checkpoints/last.pt", "6")]
@@ -147,8 +182,15 @@ def test_train_eval_at_end_scores_the_final_checkpoint(cli, cache, tmp_path) -> 
 
 
 def test_train_refuses_unusable_at_end_protocol_before_writing(cli, cache, tmp_path) -> None:
-    code, out, err = cli("train", *TINY, "hydra.run.dir=r", "eval=fast", "eval.at_end=true",
-                         "eval.kid_subset_size=1000", cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        *TINY,
+        "hydra.run.dir=r",
+        "eval=fast",
+        "eval.at_end=true",
+        "eval.kid_subset_size=1000",
+        cwd=tmp_path,
+    )
     assert code == 2 and "eval.kid_subset_size=1000" in err
     assert not (tmp_path / "r").exists()
     code, out, err = cli("train", *TINY, "hydra.run.dir=r", "eval.at_end=true", cwd=tmp_path)
@@ -176,13 +218,15 @@ def test_classifier_is_a_torch_fidelity_feature_extractor(cache, trained) -> Non
     from ganrun.restore import restore
     from ganrun.schema import EvalConfig
 
-    cfg = OmegaConf.merge(OmegaConf.structured(EvalConfig),
-                          {"classifier_epochs": 1, "cache_dir": str(cache)})
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(EvalConfig), {"classifier_epochs": 1, "cache_dir": str(cache)}
+    )
     restored = restore(trained / "checkpoints" / "last.pt", torch.device("cpu"))
     extractor = EvalContext(restored, cfg, torch.device("cpu")).extractor("cnn")
     assert extractor.label == "digits_cnn" and extractor.feature_dim == 128
-    net = create_feature_extractor(classifier.NAME, ["128", "logits"], cuda=False,
-                                   verbose=False, **extractor.kwargs)
+    net = create_feature_extractor(
+        classifier.NAME, ["128", "logits"], cuda=False, verbose=False, **extractor.kwargs
+    )
     images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     features, logits = net(images)
     assert features.shape == (5, 128) and logits.shape == (5, 10)
@@ -194,8 +238,15 @@ def test_classifier_is_a_torch_fidelity_feature_extractor(cache, trained) -> Non
 def test_vae_likelihoods_end_to_end(cli, cache, tmp_path) -> None:
     code, out, err = cli("train", *TINY, "model=vae", "hydra.run.dir=v", cwd=tmp_path)
     assert code == 0, err
-    code, out, err = cli("eval", "run=v", *FAST, "eval.metrics=[elbo,iw_ll,fid_cnn]",
-                         "eval.iw_samples=8", "eval.likelihood_examples=40", cwd=tmp_path)
+    code, out, err = cli(
+        "eval",
+        "run=v",
+        *FAST,
+        "eval.metrics=[elbo,iw_ll,fid_cnn]",
+        "eval.iw_samples=8",
+        "eval.likelihood_examples=40",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     record = json.loads((tmp_path / "v/eval/step_000006/metrics.json").read_text())
     values = record["results"]["fast"]["metrics"]
@@ -206,9 +257,18 @@ def test_vae_likelihoods_end_to_end(cli, cache, tmp_path) -> None:
 
 
 def test_ring_modes_end_to_end(cli, cache, tmp_path) -> None:
-    code, out, err = cli("train", *TINY, "data=ring", "model=gan", "model.g_hidden=[32,32]",
-                         "model.d_hidden=[32,32]", "data.num_points=500",
-                         "data.valid_size=100", "hydra.run.dir=g", cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        *TINY,
+        "data=ring",
+        "model=gan",
+        "model.g_hidden=[32,32]",
+        "model.d_hidden=[32,32]",
+        "data.num_points=500",
+        "data.valid_size=100",
+        "hydra.run.dir=g",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     code, out, err = cli("eval", "checkpoint=g/checkpoints/last.pt", *FAST, cwd=tmp_path)
     assert code == 0, err
@@ -226,10 +286,19 @@ def test_inception_metrics_refused_up_front(cli, cache, trained, tmp_path) -> No
     run = copy_run(trained, tmp_path / "run")
     weights = tmp_path / "pool3-only.pth"
     torch.save({"fc.weight": torch.zeros(4, 2), "fc.bias": torch.zeros(4)}, weights)
-    accept = [f"eval.inception_weights={weights}",
-              f"eval.inception_weights_sha256={file_sha256(weights)}"]
-    code, out, err = cli("eval", f"run={run}", *FAST, *accept, "eval.metrics=[fid]",
-                         "eval.num_samples=2048", cwd=tmp_path)
+    accept = [
+        f"eval.inception_weights={weights}",
+        f"eval.inception_weights_sha256={file_sha256(weights)}",
+    ]
+    code, out, err = cli(
+        "eval",
+        f"run={run}",
+        *FAST,
+        *accept,
+        "eval.metrics=[fid]",
+        "eval.num_samples=2048",
+        cwd=tmp_path,
+    )
     assert code == 2 and "fid needs at least 2048 real samples" in err, err
     assert "the test split has 150" in err
     code, out, err = cli("eval", f"run={run}", *FAST, *accept, "eval.metrics=[is]", cwd=tmp_path)

@@ -18,8 +18,11 @@ from tests.conftest import TINY
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 class _Evil:
@@ -32,6 +35,7 @@ def _experiment(body: str) -> Callable[[Path], list[str]]:
         (tmp / "conf/experiment").mkdir(parents=True, exist_ok=True)
         (tmp / "conf/experiment/bad.yaml").write_text("# @package _global_\n" + body)
         return ["--config-dir", str(tmp / "conf"), "experiment=bad"]
+
     return setup
 
 
@@ -40,6 +44,7 @@ def _checkpoint(make: Callable[[Path], None]) -> Callable[[Path], list[str]]:
         path = tmp / "bad.pt"
         make(path)
         return [f"resume={path}"]
+
     return setup
 
 
@@ -49,8 +54,18 @@ def _truncated(path: Path) -> None:
 
 
 def _other_model(path: Path) -> None:
-    save_checkpoint({"step": 1, "kind": "gan", "generator": {"net.0.weight": torch.zeros(3)},
-                     "discriminator": {}, "opt_g": {}, "opt_d": {}, "rng": {}}, path)
+    save_checkpoint(
+        {
+            "step": 1,
+            "kind": "gan",
+            "generator": {"net.0.weight": torch.zeros(3)},
+            "discriminator": {},
+            "opt_g": {},
+            "opt_d": {},
+            "rng": {},
+        },
+        path,
+    )
 
 
 def _wrong_kind(path: Path) -> None:
@@ -97,13 +112,22 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("config-dir-missing", _args("--config-dir", "/nonexistent/conf"), "/nonexistent/conf"),
     # checkpoints
     ("ckpt-missing", _args("resume=/nonexistent/last.pt"), "does not exist"),
-    ("ckpt-pickle-payload", _checkpoint(lambda p: torch.save(
-        {"format_version": 1, "x": _Evil()}, p)), "refusing to load"),
+    (
+        "ckpt-pickle-payload",
+        _checkpoint(lambda p: torch.save({"format_version": 1, "x": _Evil()}, p)),
+        "refusing to load",
+    ),
     ("ckpt-truncated", _checkpoint(_truncated), "truncated or corrupt"),
-    ("ckpt-not-ganrun", _checkpoint(lambda p: torch.save({"state_dict": {}}, p)),
-     "not a ganrun checkpoint"),
-    ("ckpt-newer-format", _checkpoint(lambda p: torch.save(
-        {"format_version": FORMAT_VERSION + 1}, p)), "newer than this ganrun"),
+    (
+        "ckpt-not-ganrun",
+        _checkpoint(lambda p: torch.save({"state_dict": {}}, p)),
+        "not a ganrun checkpoint",
+    ),
+    (
+        "ckpt-newer-format",
+        _checkpoint(lambda p: torch.save({"format_version": FORMAT_VERSION + 1}, p)),
+        "newer than this ganrun",
+    ),
     ("ckpt-other-model", _checkpoint(_other_model), "does not fit this model"),
     ("ckpt-other-kind", _checkpoint(_wrong_kind), "holds a vae model"),
     ("ckpt-text-file", _checkpoint(lambda p: p.write_text("hello")), "truncated or corrupt"),
@@ -121,7 +145,7 @@ def test_bad_input(cli, tmp_path, name, setup, fragment):
 
     # Flags (--config-dir DIR) go before the overrides; overrides after TINY, so they win.
     flags = extra[:2] if extra and extra[0].startswith("--") else []
-    code, out, err = cli("train", *flags, *TINY, *extra[len(flags):], cwd=tmp_path)
+    code, out, err = cli("train", *flags, *TINY, *extra[len(flags) :], cwd=tmp_path)
 
     assert code == 2, (out, err)
     lines = [line for line in err.splitlines() if line.strip()]

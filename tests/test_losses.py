@@ -24,7 +24,8 @@ def _mean(values: list[float]) -> float:
 
 def test_minimax_d_is_binary_cross_entropy():
     expected = _mean([-math.log(_sig(0.0)), -math.log(_sig(2.0))]) + _mean(
-        [-math.log(1 - _sig(-1.0)), -math.log(1 - _sig(1.0))])
+        [-math.log(1 - _sig(-1.0)), -math.log(1 - _sig(1.0))]
+    )
     assert LOSSES["minimax"].d(REAL, FAKE).item() == pytest.approx(expected, abs=1e-12)
     assert LOSSES["non_saturating"].d(REAL, FAKE).item() == pytest.approx(expected, abs=1e-12)
 
@@ -59,7 +60,7 @@ def test_least_squares():
 
 
 def test_saturation_difference_in_gradients():
-    """Early in training D(G(z)) ~ 0: the minimax G gradient vanishes, the non-saturating does not."""
+    """Early on D(G(z)) ~ 0: the minimax G gradient vanishes, the non-saturating one does not."""
     fake = torch.tensor([-8.0], requires_grad=True)
     (g_minimax,) = torch.autograd.grad(LOSSES["minimax"].g(fake), fake)
     (g_ns,) = torch.autograd.grad(LOSSES["non_saturating"].g(fake), fake)
@@ -74,7 +75,9 @@ def test_d_of_reports_probabilities_or_scores():
 class _Critic(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)
+        )
 
     def forward(self, x, y=None):
         return self.net(x).flatten()

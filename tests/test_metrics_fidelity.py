@@ -62,7 +62,8 @@ def test_unofficial_weights_need_their_sha256(tmp_path) -> None:
     with pytest.raises(GanrunError, match=f"eval.inception_weights_sha256={sha}"):
         fidelity.resolve_inception_weights(eval_cfg(inception_weights=str(weights)))
     path, got = fidelity.resolve_inception_weights(
-        eval_cfg(inception_weights=str(weights), inception_weights_sha256=sha.upper()))
+        eval_cfg(inception_weights=str(weights), inception_weights_sha256=sha.upper())
+    )
     assert path == weights and got == sha
     with pytest.raises(GanrunError, match="eval.inception_weights=.* does not exist"):
         fidelity.resolve_inception_weights(eval_cfg(inception_weights=str(tmp_path / "no")))

@@ -50,8 +50,9 @@ def test_sigma_chosen_on_valid_and_reported_on_test() -> None:
     valid = rng.random((25, 5))
     test = rng.random((30, 5))
     sigmas = sigma_grid()
-    out = parzen_evaluate(torch.from_numpy(mu), torch.from_numpy(valid), torch.from_numpy(test),
-                          sigmas, chunk=9)
+    out = parzen_evaluate(
+        torch.from_numpy(mu), torch.from_numpy(valid), torch.from_numpy(test), sigmas, chunk=9
+    )
     valid_means = [direct(valid, mu, s).mean() for s in sigmas]
     best = sigmas[int(np.argmax(valid_means))]
     test_ll = direct(test, mu, best)

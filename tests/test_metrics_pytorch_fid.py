@@ -46,8 +46,10 @@ def test_fid_agrees_with_pytorch_fid(shared_data, monkeypatch) -> None:
     real = fidelity.gray_to_rgb(mnist(raw / "t10k-images-idx3-ubyte.gz", N))
     other = fidelity.gray_to_rgb(mnist(raw / "train-images-idx3-ubyte.gz", N))
 
-    cfg = OmegaConf.merge(OmegaConf.structured(EvalConfig), {
-        "inception_weights": str(weights), "inception_weights_sha256": file_sha256(weights)})
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(EvalConfig),
+        {"inception_weights": str(weights), "inception_weights_sha256": file_sha256(weights)},
+    )
     extractor = fidelity.inception_extractor(cfg)
     cpu = torch.device("cpu")
     ours = fidelity.fid(
@@ -61,14 +63,16 @@ def test_fid_agrees_with_pytorch_fid(shared_data, monkeypatch) -> None:
     net = pytorch_fid.InceptionV3([3], resize_input=False, normalize_input=False).eval()
 
     def features(images: torch.Tensor) -> np.ndarray:
-        x = interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299),
-                                                      align_corners=False)
+        x = interpolate_bilinear_2d_like_tensorflow1x(
+            images.float(), size=(299, 299), align_corners=False
+        )
         with torch.no_grad():
             return net((x - 128) / 128)[0].flatten(1).double().numpy()
 
     a, b = features(real), features(other)
-    theirs = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False),
-                                        b.mean(0), np.cov(b, rowvar=False))
+    theirs = calculate_frechet_distance(
+        a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    )
     assert ours > 1.0
     print(f"FID ganrun={ours:.6f} pytorch-fid={theirs:.6f}")
     assert abs(ours - theirs) < 1e-3, (ours, theirs)

@@ -20,8 +20,14 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _nets(model: str, res: int, ch: int, classes: int = 10, overrides: list[str] | None = None,
-          kind: str = "image"):
+def _nets(
+    model: str,
+    res: int,
+    ch: int,
+    classes: int = 10,
+    overrides: list[str] | None = None,
+    kind: str = "image",
+):
     with composed([f"model={model}", *(overrides or [])]) as cfg:
         info = DataInfo("test", ch, res, classes, output_range(cfg.model.output), kind)
         return cfg, build_model(cfg.model, info)
@@ -63,8 +69,9 @@ def test_vae_mlp_parameter_count():
 @pytest.mark.parametrize("model", sorted(MODELS))
 @pytest.mark.parametrize(("res", "ch"), [(16, 1), (28, 1), (32, 3), (48, 1), (64, 3)])
 def test_output_shapes(model, res, ch):
-    cfg, nets = _nets(model, res, ch, overrides=["model.width=8", "model.g_hidden=[32]",
-                                                  "model.d_hidden=[16]"])
+    cfg, nets = _nets(
+        model, res, ch, overrides=["model.width=8", "model.g_hidden=[32]", "model.d_hidden=[16]"]
+    )
     z = sample_noise(cfg.model, 4, torch.device("cpu"))
     x = nets.generator(z)
     assert x.shape == (4, ch, res, res)
@@ -100,12 +107,14 @@ def test_conditional_models_use_the_label(model):
 
 @pytest.mark.parametrize(
     ("model", "res", "kind", "classes", "overrides", "match"),
-    [("dcgan", 36, "image", 10, [], "data.resolution=36"),
-     ("dcgan", 0, "points", 0, [], "needs image data"),
-     ("vae", 0, "points", 0, [], "needs image data"),
-     ("dcgan", 28, "image", 0, ["model.conditional=true"], "needs class labels"),
-     ("vae", 28, "image", 10, ["model.arch=rnn"], "model.arch"),
-     ("vae", 28, "image", 10, ["model.likelihood=poisson"], "model.likelihood")],
+    [
+        ("dcgan", 36, "image", 10, [], "data.resolution=36"),
+        ("dcgan", 0, "points", 0, [], "needs image data"),
+        ("vae", 0, "points", 0, [], "needs image data"),
+        ("dcgan", 28, "image", 0, ["model.conditional=true"], "needs class labels"),
+        ("vae", 28, "image", 10, ["model.arch=rnn"], "model.arch"),
+        ("vae", 28, "image", 10, ["model.likelihood=poisson"], "model.likelihood"),
+    ],
 )
 def test_impossible_combinations(model, res, kind, classes, overrides, match):
     with pytest.raises(GanrunError, match=match):
@@ -139,15 +148,20 @@ def test_vae_bounds_are_consistent():
 @pytest.mark.parametrize(
     "overrides",
     [[f"model={m}"] for m in group_options("model")]
-    + [["model=dcgan", "model.conditional=true", "model.ema_decay=0.9"],
-       ["model=gan", "data=ring", "data.num_points=2000", "data.valid_size=200"],
-       ["model=vae", "model.arch=conv"], ["model=vae", "model.likelihood=gaussian"],
-       ["model=wgan_gp", "model.conditional=true"]],
+    + [
+        ["model=dcgan", "model.conditional=true", "model.ema_decay=0.9"],
+        ["model=gan", "data=ring", "data.num_points=2000", "data.valid_size=200"],
+        ["model=vae", "model.arch=conv"],
+        ["model=vae", "model.likelihood=gaussian"],
+        ["model=wgan_gp", "model.conditional=true"],
+    ],
     ids=lambda o: "-".join(v.split("=")[1] for v in o),
 )
 def test_every_model_trains_from_the_cli(cli, tmp_path, overrides):
-    tiny = [o for o in TINY if not o.startswith("train.steps")] + ["train.steps=4",
-                                                                   "model.g_hidden=[64]"]
+    tiny = [o for o in TINY if not o.startswith("train.steps")] + [
+        "train.steps=4",
+        "model.g_hidden=[64]",
+    ]
     code, out, err = cli("train", *tiny, *overrides, "hydra.run.dir=run", cwd=tmp_path)
     assert code == 0, err
     assert (tmp_path / "run/checkpoints/last.pt").is_file()
@@ -155,3 +169,23 @@ def test_every_model_trains_from_the_cli(cli, tmp_path, overrides):
     if "model=vae" in overrides:
         assert list((tmp_path / "run/samples").glob("recon_step_*.png"))
         assert (tmp_path / "run/metrics.csv").read_text().startswith("step,loss,recon,kl,")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["model=dcgan", "loss=wasserstein"], "needs a critic"),
+        (["model=dcgan", "model.gp_weight=10"], "needs a critic"),
+        (["model=dcgan", "model.conditional=true", "data=ring"], "needs image data"),
+        (["model=dcgan", "data.resolution=36"], "data.resolution=36"),
+        (["model=vae", "model.output=tanh"], "model.output=sigmoid"),
+        (["model=vae", "model.conditional=true"], "no conditional variant"),
+        (["model=gan", "model.dropout_hidden=1.0"], "model.dropout_hidden"),
+        (["model=wgan", "model.clip_value=-1"], "model.clip_value"),
+    ],
+)
+def test_impossible_configs_fail_before_writing(cli, tmp_path, overrides, fragment):
+    code, _, err = cli("train", *TINY, *overrides, "hydra.run.dir=run", cwd=tmp_path)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+    assert not (tmp_path / "run").exists()

@@ -14,8 +14,13 @@ from ganrun.report import _smooth, higher_is_better
 from ganrun.samples import save_grid
 
 
-def make_run(run: Path, overrides: list[str], loss_g: list[float], objective: str = "loss_g",
-             evals: dict[int, dict[str, float]] | None = None) -> Path:
+def make_run(
+    run: Path,
+    overrides: list[str],
+    loss_g: list[float],
+    objective: str = "loss_g",
+    evals: dict[int, dict[str, float]] | None = None,
+) -> Path:
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (run / "config.yaml").write_text(yaml.safe_dump({"objective": objective}))
@@ -27,12 +32,20 @@ def make_run(run: Path, overrides: list[str], loss_g: list[float], objective: st
     save_grid(torch.rand(4, 1, 8, 8), run / "samples" / f"step_{len(loss_g):06d}.png", (0, 1))
     for step, metrics in (evals or {}).items():
         name = f"step_{step:06d}.pt"
-        write_record(run / "checkpoints" / name, {
-            "checkpoint": f"checkpoints/{name}", "step": step, "preset": "fast",
-            "weights": "generator", "wall_time_s": 1.0,
-            "timestamp": f"2026-01-01T00:00:{step:02d}", "metrics": metrics,
-            "protocol": {"fid": {"num_generated": 100}}, "skipped": {},
-        })
+        write_record(
+            run / "checkpoints" / name,
+            {
+                "checkpoint": f"checkpoints/{name}",
+                "step": step,
+                "preset": "fast",
+                "weights": "generator",
+                "wall_time_s": 1.0,
+                "timestamp": f"2026-01-01T00:00:{step:02d}",
+                "metrics": metrics,
+                "protocol": {"fid": {"num_generated": 100}},
+                "skipped": {},
+            },
+        )
     return run
 
 
@@ -43,10 +56,18 @@ def read_report(folder: Path) -> list[dict[str, str]]:
 
 def test_sweep_table_final_and_best_metrics(cli, tmp_path):
     sweep = tmp_path / "sweep"
-    make_run(sweep / "0", ["lr=1", "steps=3"], [0.9, 0.8, 0.7],
-             evals={1: {"fid": 30.0, "is_mean": 2.0}, 3: {"fid": 35.0, "is_mean": 2.5}})
-    make_run(sweep / "1", ["lr=2", "steps=3"], [0.9, 0.6, 0.5],
-             evals={1: {"fid": 20.0, "is_mean": 1.0}, 3: {"fid": 25.0, "is_mean": 3.0}})
+    make_run(
+        sweep / "0",
+        ["lr=1", "steps=3"],
+        [0.9, 0.8, 0.7],
+        evals={1: {"fid": 30.0, "is_mean": 2.0}, 3: {"fid": 35.0, "is_mean": 2.5}},
+    )
+    make_run(
+        sweep / "1",
+        ["lr=2", "steps=3"],
+        [0.9, 0.6, 0.5],
+        evals={1: {"fid": 20.0, "is_mean": 1.0}, 3: {"fid": 25.0, "is_mean": 3.0}},
+    )
     make_run(sweep / "10", ["lr=3", "steps=3"], [0.9, 0.9, 0.9])  # not scored
     code, out, err = cli("report", "sweep=sweep", "sort_by=best_fid", cwd=tmp_path)
     assert code == 0, err
@@ -74,8 +95,9 @@ def test_higher_is_better_metrics_sort_descending(cli, tmp_path):
     assert code == 0, err
     assert [r["job"] for r in read_report(tmp_path / "s" / "report")] == ["1", "0"]
     assert not (tmp_path / "s" / "report" / "losses.png").exists()
-    code, _, err = cli("report", "sweep=s", "sort_by=is_mean", "descending=false", "out=r2",
-                       cwd=tmp_path)
+    code, _, err = cli(
+        "report", "sweep=s", "sort_by=is_mean", "descending=false", "out=r2", cwd=tmp_path
+    )
     assert code == 0, err
     assert [r["job"] for r in read_report(tmp_path / "r2")] == ["0", "1"]
 
@@ -100,22 +122,28 @@ def test_single_run(cli, tmp_path):
 def test_optuna_results_are_reported(cli, tmp_path):
     make_run(tmp_path / "s" / "0", ["lr=1"], [1.0])
     (tmp_path / "s" / "optimization_results.yaml").write_text(
-        yaml.safe_dump({"name": "optuna", "best_params": {"optim.lr": 0.5}, "best_value": 0.1}))
+        yaml.safe_dump({"name": "optuna", "best_params": {"optim.lr": 0.5}, "best_value": 0.1})
+    )
     code, _, _ = cli("report", "sweep=s", "plots=false", cwd=tmp_path)
     assert code == 0
-    assert "Optuna best: optim.lr=0.5 (objective 0.1)" in (
-        tmp_path / "s" / "report" / "report.md").read_text()
+    assert (
+        "Optuna best: optim.lr=0.5 (objective 0.1)"
+        in (tmp_path / "s" / "report" / "report.md").read_text()
+    )
 
 
-@pytest.mark.parametrize("args, fragment", [
-    ([], "exactly one of"),
-    (["sweep=s", "run=s/0"], "exactly one of"),
-    (["sweep=missing"], "not a folder"),
-    (["sweep=empty"], "holds no runs"),
-    (["run=empty"], "no metrics.csv"),
-    (["sweep=s", "sort_by=nope"], "sort_by=nope is not a column"),
-    (["sweep=s", "plots=maybe"], "plots"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([], "exactly one of"),
+        (["sweep=s", "run=s/0"], "exactly one of"),
+        (["sweep=missing"], "not a folder"),
+        (["sweep=empty"], "holds no runs"),
+        (["run=empty"], "no metrics.csv"),
+        (["sweep=s", "sort_by=nope"], "sort_by=nope is not a column"),
+        (["sweep=s", "plots=maybe"], "plots"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, fragment):
     make_run(tmp_path / "s" / "0", ["a=0"], [1.0])
     (tmp_path / "empty").mkdir()

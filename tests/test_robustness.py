@@ -26,8 +26,13 @@ LONG = [o for o in TINY if not o.startswith(("train.steps", "train.checkpoint_ev
 def _spawn(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "ganrun", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "ganrun", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -44,13 +49,23 @@ def _wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: fl
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     ckpt = load_checkpoint(path)
-    return {**{f"g.{k}": v for k, v in ckpt["generator"].items()},
-            **{f"d.{k}": v for k, v in ckpt["discriminator"].items()}}
+    return {
+        **{f"g.{k}": v for k, v in ckpt["generator"].items()},
+        **{f"d.{k}": v for k, v in ckpt["discriminator"].items()},
+    }
 
 
 def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
-    proc = _spawn(["train", *LONG, "train.steps=100000", "train.checkpoint_every=100000",
-                   "hydra.run.dir=run"], tmp_path)
+    proc = _spawn(
+        [
+            "train",
+            *LONG,
+            "train.steps=100000",
+            "train.checkpoint_every=100000",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
     _wait_for_rows(tmp_path / "run/metrics.csv", 4, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -77,8 +92,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
 
     resumed = run_cli("train", *LONG, *steps, "hydra.run.dir=killed", "resume=auto", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    a, b = _weights(tmp_path / "full/checkpoints/last.pt"), _weights(
-        tmp_path / "killed/checkpoints/last.pt")
+    a, b = (
+        _weights(tmp_path / "full/checkpoints/last.pt"),
+        _weights(tmp_path / "killed/checkpoints/last.pt"),
+    )
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -96,8 +113,15 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypa
         return stats
 
     monkeypatch.setitem(STEPS, "gan", poisoned)
-    code, out, err = cli("train", *LONG, "train.steps=10", "train.checkpoint_every=3",
-                         "train.log_every=10", "hydra.run.dir=run", cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        *LONG,
+        "train.steps=10",
+        "train.checkpoint_every=3",
+        "train.log_every=10",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
     assert code == 2
     assert "diverged at step 5" in err and "loss_d" in err
     assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 3
@@ -169,8 +193,117 @@ def test_checkpoint_format_errors(tmp_path):
 def test_resume_from_checkpoint_of_another_shape(cli, tmp_path):
     code, _, _ = cli("train", *TINY, "hydra.run.dir=small", cwd=tmp_path)
     assert code == 0
-    code, _, err = cli("train", *TINY, "model.width=16", "hydra.run.dir=big",
-                       f"resume={tmp_path / 'small/checkpoints/last.pt'}", cwd=tmp_path)
+    code, _, err = cli(
+        "train",
+        *TINY,
+        "model.width=16",
+        "hydra.run.dir=big",
+        f"resume={tmp_path / 'small/checkpoints/last.pt'}",
+        cwd=tmp_path,
+    )
     assert code == 2 and "does not fit this model" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "big").exists()  # rejected before anything was written
+
+
+def test_periodic_evaluation_keeps_best_checkpoint(cli, tmp_path):
+    code, out, err = cli(
+        "train",
+        *TINY,
+        "model=vae",
+        "model.g_hidden=[32]",
+        "eval=fast",
+        "eval.metrics=[elbo]",
+        "eval.every=3",
+        "eval.best_mode=max",
+        "eval.likelihood_examples=50",
+        "train.steps=6",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    best = load_checkpoint(tmp_path / "run/checkpoints/best.pt")
+    last = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert best["best"]["metric"].startswith("elbo")
+    assert best["step"] == best["best"]["step"] in (3, 6)
+    assert last["step"] == 6 and last["best"] == best["best"]
+    with (tmp_path / "run/eval.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["checkpoint"] for r in rows} >= {
+        "checkpoints/step_000003.pt",
+        "checkpoints/step_000006.pt",
+    }
+
+
+def test_periodic_evaluation_needs_metrics(cli, tmp_path):
+    code, _, err = cli("train", *TINY, "eval.every=2", cwd=tmp_path)
+    assert code == 2 and "eval.every=2" in err
+
+
+def test_periodic_evaluation_unknown_best_metric(cli, tmp_path):
+    args = ["model=vae", "model.g_hidden=[32]", "eval=fast", "eval.metrics=[elbo]"]
+    code, _, err = cli(
+        "train",
+        *TINY,
+        *args,
+        "eval.every=3",
+        "eval.best_metric=fid",
+        "eval.likelihood_examples=50",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert code == 2 and err.count("\n") == 1, err
+    assert "eval.best_metric=fid is not a score" in err and "elbo" in err
+    assert load_checkpoint(tmp_path / "run/checkpoints/step_000003.pt")["step"] == 3
+
+
+def test_existing_run_folder_needs_resume(cli, tmp_path):
+    assert cli("train", *TINY, "hydra.run.dir=run", cwd=tmp_path)[0] == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    code, _, err = cli("train", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "already holds a run" in err and "resume=auto" in err
+    after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def _processes_with(fragment: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if fragment in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job process through /proc")
+def test_submitit_preemption_checkpoints_requeues_and_resumes(tmp_path):
+    """submitit's preemption signal (USR2) mid-run: the step finishes, a checkpoint is written,
+    submitit requeues the job, and the requeued job continues from that checkpoint."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    steps = ["train.steps=200", "train.checkpoint_every=1000", "train.log_every=1"]
+    proc = _spawn(
+        ["train", "-m", "hydra/launcher=submitit_local", "hydra.sweep.dir=sweep", *LONG, *steps],
+        tmp_path,
+    )
+    _wait_for_rows(tmp_path / "sweep/0/metrics.csv", 10, proc)
+    jobs = _processes_with(f"submitit.core._submit {tmp_path}")
+    assert len(jobs) == 1, jobs
+    os.kill(jobs[0], signal.SIGUSR2)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+
+    run = tmp_path / "sweep/0"
+    log = (run / "train.log").read_text()
+    resumed = [line for line in log.splitlines() if "continuing from step" in line]
+    assert len(resumed) == 1, log
+    at = int(resumed[0].split("continuing from step ")[1].split()[0])
+    assert 10 <= at < 200
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 200
+    with (run / "metrics.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 201))
+    submitit_logs = "".join(p.read_text() for p in (tmp_path / "sweep/.submitit").rglob("*.out"))
+    assert "Requeued job" in submitit_logs

@@ -81,8 +81,11 @@ def test_slerp_endpoints_and_norm():
 
 def _restored(conditional: bool, classes: int = 10) -> SimpleNamespace:
     model = OmegaConf.create({"conditional": conditional, "noise": "normal", "latent_dim": 4})
-    return SimpleNamespace(config=SimpleNamespace(model=model), path=Path("x.pt"),
-                           data=SimpleNamespace(info=SimpleNamespace(num_classes=classes)))
+    return SimpleNamespace(
+        config=SimpleNamespace(model=model),
+        path=Path("x.pt"),
+        data=SimpleNamespace(info=SimpleNamespace(num_classes=classes)),
+    )
 
 
 def test_conditional_models_get_one_class_per_row():
@@ -97,14 +100,17 @@ def test_conditional_models_get_one_class_per_row():
     assert labels is None and z.shape == (13 * 5, 4)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    ([], "checkpoint=<file>"),
-    (["checkpoint=nope.pt"], "does not exist"),
-    (["n=0"], "n=0"),
-    (["sample.format=jpg"], "sample.format=jpg"),
-    (["sample.steps=1"], "sample.steps=1"),
-    (["out=x.png", "sample.format=npz"], "must end in .npz"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([], "checkpoint=<file>"),
+        (["checkpoint=nope.pt"], "does not exist"),
+        (["n=0"], "n=0"),
+        (["sample.format=jpg"], "sample.format=jpg"),
+        (["sample.steps=1"], "sample.steps=1"),
+        (["out=x.png", "sample.format=npz"], "must end in .npz"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, checkpoint, args, fragment):
     if args and not args[0].startswith("checkpoint="):
         args = [f"checkpoint={checkpoint}", *args]

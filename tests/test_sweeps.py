@@ -56,8 +56,15 @@ def _check_2x2(cli, tmp_path: Path, sweep: str) -> None:
 
 
 def test_basic_launcher_2x2_and_report(cli, tmp_path):
-    code, out, err = cli("train", "-m", "optim.lr=1e-4,2e-4", "seed=0,1", *TINY,
-                         "hydra.sweep.dir=sweep", cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        "-m",
+        "optim.lr=1e-4,2e-4",
+        "seed=0,1",
+        *TINY,
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     assert "ganrun: sweep of 4 job(s)" in out
     for i in range(1, 5):
@@ -66,16 +73,31 @@ def test_basic_launcher_2x2_and_report(cli, tmp_path):
 
 
 def test_joblib_launcher_2x2_and_report(cli, tmp_path):
-    code, out, err = cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                         "optim.lr=1e-4,2e-4", "seed=0,1", *TINY, "hydra.sweep.dir=sweep",
-                         cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optim.lr=1e-4,2e-4",
+        "seed=0,1",
+        *TINY,
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     _check_2x2(cli, tmp_path, "sweep")
 
 
 def test_submitit_local_two_jobs(cli, tmp_path):
-    code, out, err = cli("train", "-m", "hydra/launcher=submitit_local", "seed=0,1", *TINY,
-                         "hydra.sweep.dir=sweep", cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "seed=0,1",
+        *TINY,
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     runs = _runs(tmp_path / "sweep")
     assert len(runs) == 2
@@ -85,9 +107,18 @@ def test_submitit_local_two_jobs(cli, tmp_path):
 
 
 def test_optuna_three_trials_reports_best(cli, tmp_path):
-    code, out, err = cli("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
-                         "hydra.sweeper.sampler.seed=0", "optim.lr=interval(1e-4,1e-3)",
-                         "objective=d_fake", *TINY, "hydra.sweep.dir=sweep", cwd=tmp_path)
+    code, out, err = cli(
+        "train",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.seed=0",
+        "optim.lr=interval(1e-4,1e-3)",
+        "objective=d_fake",
+        *TINY,
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     assert "ganrun: sweep of 3 job(s)" in out
     runs = _runs(tmp_path / "sweep")
@@ -117,8 +148,9 @@ def test_tensorboard_logger(cli, tmp_path):
 
     code, out, err = cli("train", *TINY, "logger=tensorboard", "hydra.run.dir=run", cwd=tmp_path)
     assert code == 0, err
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"),
-                              size_guidance={"scalars": 0, "images": 0})
+    events = EventAccumulator(
+        str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0, "images": 0}
+    )
     events.Reload()
     loss_g = events.Scalars("train/loss_g")
     assert [e.step for e in loss_g] == list(range(1, 7))
@@ -139,8 +171,11 @@ def test_slurm_preset_composes():
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("ganrun.configs", version_base=None):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
@@ -148,8 +183,10 @@ def test_slurm_preset_composes():
 
 
 def _sweep_cfg(task: list[str], sweeper: dict | None = None) -> OmegaConf:
-    sweeper = sweeper or {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
-                          "params": None}
+    sweeper = sweeper or {
+        "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+        "params": None,
+    }
     return OmegaConf.create({"hydra": {"sweeper": sweeper, "overrides": {"task": task}}})
 
 
@@ -158,8 +195,10 @@ def test_count_jobs():
     assert count_jobs(_sweep_cfg(["a=1"])) == 1
     params = {"_target_": "x.BasicSweeper", "params": {"b": "x,y,z"}}
     assert count_jobs(_sweep_cfg(["a=1,2"], params)) == 6
-    optuna = {"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
-              "n_trials": 7}
+    optuna = {
+        "_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
+        "n_trials": 7,
+    }
     assert count_jobs(_sweep_cfg(["a=interval(0,1)"], optuna)) == 7
     assert count_jobs(_sweep_cfg(["a=interval(0,1)"])) is None
 

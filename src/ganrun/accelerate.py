@@ -54,8 +54,9 @@ def accelerate(modules: list[nn.Module], cfg: TrainerConfig, device: torch.devic
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     channels_last = uses_channels_last(cfg, device)
     for module in modules:
-        if channels_last and any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
-                                 for m in module.modules()):
+        if channels_last and any(
+            isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in module.modules()
+        ):
             module.to(memory_format=torch.channels_last)
         if dtype is not None:
             _autocast_forward(module, device.type, dtype)

@@ -57,7 +57,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refusing to load {path}: it needs pickled code to load, which could run arbitrary "
             "commands (only plain tensors and containers are accepted)"
         ) from exc
-    except Exception as exc:  # torch raises many types for damaged files (RuntimeError, KeyError...)
+    except (
+        Exception
+    ) as exc:  # torch raises many types for damaged files (RuntimeError, KeyError...)
         raise GanrunError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from exc

@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ganrun import __version__
@@ -69,6 +70,31 @@ def _one_line(exc: BaseException | None) -> str:
     return ": ".join(parts) or "unknown error"
 
 
+def _hydra_flag_error(exc: BaseException) -> bool:
+    """Hydra checks its command-line flags (e.g. --cfg with -m) with plain ValueErrors."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return (
+        isinstance(exc, ValueError)
+        and tb is not None
+        and "hydra" in Path(tb.tb_frame.f_code.co_filename).parts
+    )
+
+
+def _job_failure(exc: BaseException) -> str:
+    """One line for a sweep job that failed or ended early under submitit: the job's own error
+    (the last line of its traceback) and where its logs are."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    rules = [i for i, line in enumerate(lines) if set(line) == {"-"}]
+    if len(rules) >= 2:  # "failed during processing with trace: ---- <traceback> ----"
+        reason = lines[rules[1] - 1]
+        reason = reason.removeprefix("ganrun.errors.GanrunError: ")
+    logs = [line[2:] for line in lines if line.startswith("- ") and line.endswith(".err")]
+    return f"a sweep job failed: {reason}" + (f" (its log: {logs[0]})" if logs else "")
+
+
 def _load(target: str) -> Callable[[Any], Any]:
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
@@ -116,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
+        if not debug and type(exc).__module__.startswith("submitit"):
+            return _fail(_job_failure(exc), 1)
         user_errors = (HydraException, OmegaConfBaseException, yaml.YAMLError)
-        if debug or not isinstance(exc, user_errors):
+        if debug or not (isinstance(exc, user_errors) or _hydra_flag_error(exc)):
             raise
         message = _one_line(exc)
         override = getattr(exc, "override", None)  # set on Hydra's OverrideParseException
@@ -137,7 +165,9 @@ def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], deb
         try:
             return run(cfg)
         except GanrunError as exc:
-            if debug:
+            # A submitit job runs in another process: the error has to travel back in its result
+            # file, which submitit writes only for an Exception.
+            if debug or os.environ.get("SUBMITIT_EXECUTOR"):
                 raise
             raise _UserError(exc) from exc
 

@@ -98,13 +98,15 @@ class Distributed:
         if setup.nets.kind != "gan":
             # A VAE step calls its own methods (elbo_terms), not forward, which DDP would not
             # see: the ranks' gradients would silently stop being averaged.
-            raise GanrunError(f"torchrun (DDP) training supports GANs; model={setup.cfg.model.name}"
-                              f" is a {setup.nets.kind}: train it in one process (plain ganrun)")
+            raise GanrunError(
+                f"torchrun (DDP) training supports GANs; model={setup.cfg.model.name}"
+                f" is a {setup.nets.kind}: train it in one process (plain ganrun)"
+            )
         train = setup.data.train
         if hasattr(train, "images"):
-            train.images = train.images[self.rank::self.world_size]
+            train.images = train.images[self.rank :: self.world_size]
             if getattr(train, "labels", None) is not None:
-                train.labels = train.labels[self.rank::self.world_size]
+                train.labels = train.labels[self.rank :: self.world_size]
         if setup.cfg.train.batch_size > len(train):
             raise GanrunError(
                 f"train.batch_size={setup.cfg.train.batch_size} (per process) is larger than "
@@ -160,12 +162,17 @@ def start(device_type: str, hydra_dir: Path) -> Distributed:
         raise GanrunError("device=cuda was asked for but no GPU is visible; use device=cpu")
     if cuda:
         if local_rank >= torch.cuda.device_count():
-            raise GanrunError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} "
-                              "GPU(s) are visible; lower torchrun's --nproc_per_node")
+            raise GanrunError(
+                f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} "
+                "GPU(s) are visible; lower torchrun's --nproc_per_node"
+            )
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        kwargs = {"device_id": torch.device("cuda", local_rank)} if cuda and "device_id" in \
-            inspect.signature(dist.init_process_group).parameters else {}
+        kwargs = (
+            {"device_id": torch.device("cuda", local_rank)}
+            if cuda and "device_id" in inspect.signature(dist.init_process_group).parameters
+            else {}
+        )
         dist.init_process_group("nccl" if cuda else "gloo", **kwargs)
     # Hydra named a folder in every process, from each one's clock; rank 0's wins.
     shared = [str(hydra_dir)]
@@ -181,6 +188,9 @@ def start(device_type: str, hydra_dir: Path) -> Distributed:
         ctx._stdout = sys.stdout
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (restored and closed in close())
     else:
-        log.info("DDP: %d processes (%s backend); train.batch_size is per process",
-                 world_size, dist.get_backend())
+        log.info(
+            "DDP: %d processes (%s backend); train.batch_size is per process",
+            world_size,
+            dist.get_backend(),
+        )
     return ctx

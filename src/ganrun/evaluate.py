@@ -37,20 +37,37 @@ def validate_eval_config(e: DictConfig) -> None:
     """Ranges and names of the ``eval`` group (shared by ``ganrun eval`` and ``eval.at_end``)."""
     unknown = [m for m in e.metrics if m not in METRICS]
     if unknown:
-        raise GanrunError(f"unknown metric(s) in eval.metrics: {', '.join(unknown)}; choose from: "
-                          f"{', '.join(METRICS)}")
-    for key in ("num_samples", "batch_size", "kid_subsets", "kid_subset_size", "prc_neighborhood",
-                "isc_splits", "classifier_epochs", "parzen_samples", "parzen_sigmas",
-                "parzen_chunk", "iw_samples"):
+        raise GanrunError(
+            f"unknown metric(s) in eval.metrics: {', '.join(unknown)}; choose from: "
+            f"{', '.join(METRICS)}"
+        )
+    for key in (
+        "num_samples",
+        "batch_size",
+        "kid_subsets",
+        "kid_subset_size",
+        "prc_neighborhood",
+        "isc_splits",
+        "classifier_epochs",
+        "parzen_samples",
+        "parzen_sigmas",
+        "parzen_chunk",
+        "iw_samples",
+    ):
         if e[key] < 1:
             raise GanrunError(f"eval.{key}={e[key]} must be at least 1")
     for key in ("num_real", "likelihood_examples", "seed"):
         if e[key] < 0:
-            raise GanrunError(f"eval.{key}={e[key]} must be non-negative (0 = all)"
-                              if key != "seed" else f"eval.seed={e[key]} must be non-negative")
+            raise GanrunError(
+                f"eval.{key}={e[key]} must be non-negative (0 = all)"
+                if key != "seed"
+                else f"eval.seed={e[key]} must be non-negative"
+            )
     if e.inception_weights_sha256 and not _SHA256.match(e.inception_weights_sha256):
-        raise GanrunError(f"eval.inception_weights_sha256={e.inception_weights_sha256} is not a "
-                          "sha256 (64 hex digits)")
+        raise GanrunError(
+            f"eval.inception_weights_sha256={e.inception_weights_sha256} is not a "
+            "sha256 (64 hex digits)"
+        )
 
 
 # ------------------------------------------------------------------------------------ targets
@@ -115,7 +132,8 @@ def plan(ctx: EvalContext, eval_cfg: DictConfig) -> Job:
     if not job.metrics:
         raise GanrunError(
             f"none of eval.metrics ({', '.join(eval_cfg.metrics) or 'empty'}) applies to "
-            f"{ctx.restored.path}: " + "; ".join(f"{k}: {v}" for k, v in job.skipped.items())
+            f"{ctx.restored.path}: "
+            + "; ".join(f"{k}: {v}" for k, v in job.skipped.items())
             + " (choose other metrics or another eval= preset)"
         )
     return job
@@ -153,13 +171,15 @@ def score(job: Job, eval_cfg: DictConfig) -> dict[str, Any]:
 
 
 def _summary(record: dict[str, Any]) -> str:
-    parts = [f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-             for k, v in record["metrics"].items()]
+    parts = [
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["metrics"].items()
+    ]
     return f"{record['checkpoint']} (step {record['step']}): " + ", ".join(parts)
 
 
-def _prepare(paths: list[Path], eval_cfg: DictConfig, device: torch.device,
-             data_root: str | None) -> list[Job]:
+def _prepare(
+    paths: list[Path], eval_cfg: DictConfig, device: torch.device, data_root: str | None
+) -> list[Job]:
     data_cache: dict[str, Any] = {}
     jobs: list[Job] = []
     seen: dict[tuple[Path, int], Path] = {}
@@ -182,8 +202,13 @@ def run(cfg: DictConfig) -> None:
     jobs = _prepare(paths, cfg.eval, device, cfg.data_root)
     from tqdm import tqdm
 
-    bar = tqdm(jobs, desc="ganrun eval", unit="ckpt", file=sys.stderr,
-               disable=len(jobs) == 1 or not sys.stderr.isatty())
+    bar = tqdm(
+        jobs,
+        desc="ganrun eval",
+        unit="ckpt",
+        file=sys.stderr,
+        disable=len(jobs) == 1 or not sys.stderr.isatty(),
+    )
     written: set[Path] = set()
     for job in bar:
         record = score(job, cfg.eval)
@@ -192,8 +217,10 @@ def run(cfg: DictConfig) -> None:
         job.ctx = None  # type: ignore[assignment]  (frees this checkpoint's samples and model)
         bar.write(f"ganrun: {_summary(record)} -> {path}", file=sys.stdout)
     csvs = ", ".join(str(d / EVAL_CSV) for d in sorted(written))
-    print(f"ganrun: eval done ({len(jobs)} checkpoint(s), eval={cfg.eval.name}). Results: {csvs}",
-          flush=True)
+    print(
+        f"ganrun: eval done ({len(jobs)} checkpoint(s), eval={cfg.eval.name}). Results: {csvs}",
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------------------- eval.at_end hook
@@ -201,17 +228,22 @@ def check_at_end(cfg: DictConfig, nets: Any, data: Any, device: torch.device) ->
     """``ganrun train ... eval.at_end=true``: refuse an unusable protocol before training."""
     validate_eval_config(cfg.eval)
     if not cfg.eval.metrics:
-        raise GanrunError(f"eval.at_end=true with eval={cfg.eval.name}, which has no metrics; "
-                          "choose a preset such as eval=fast")
+        raise GanrunError(
+            f"eval.at_end=true with eval={cfg.eval.name}, which has no metrics; "
+            "choose a preset such as eval=fast"
+        )
     weights = "ema" if cfg.model.ema_decay > 0 else "generator"
     restored = Restored(Path("checkpoints/last.pt"), cfg, nets, data, 0, weights)
     plan(EvalContext(restored, cfg.eval, device), cfg.eval)
 
 
-def evaluate_at_end(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
-    """Score the run's final checkpoint with its own eval config and store the record."""
+def evaluate_at_end(
+    run_dir: Path, cfg: DictConfig, checkpoint: Path | None = None
+) -> dict[str, Any]:
+    """Score the run's final checkpoint (or ``checkpoint``, for ``eval.every`` during training)
+    with the run's own eval config, and store the record."""
     device = resolve_device(cfg.device.type)
-    path = Path(run_dir) / "checkpoints" / "last.pt"
+    path = checkpoint or Path(run_dir) / "checkpoints" / "last.pt"
     restored = restore(path, device)
     job = plan(EvalContext(restored, cfg.eval, device), cfg.eval)
     record = score(job, cfg.eval)

@@ -48,8 +48,11 @@ def hparams(cfg: DictConfig) -> dict[str, Any]:
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     # Paths say where a run was, not what it was: they would make every run look different.
-    return {k: v for k, v in out.items() if not k.endswith((".root", "cache_dir")) and
-            k not in ("resume",)}
+    return {
+        k: v
+        for k, v in out.items()
+        if not k.endswith((".root", "cache_dir")) and k not in ("resume",)
+    }
 
 
 class TensorBoardLog:
@@ -73,8 +76,13 @@ class TensorBoardLog:
         self.last = last
         return last
 
-    def add_images(self, step: int, images: torch.Tensor, value_range: tuple[float, float],
-                   nrow: int | None = None) -> None:
+    def add_images(
+        self,
+        step: int,
+        images: torch.Tensor,
+        value_range: tuple[float, float],
+        nrow: int | None = None,
+    ) -> None:
         from torchvision.utils import make_grid
 
         lo, hi = value_range
@@ -86,8 +94,11 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.metrics.close()
-        final = {f"final/{k}": float(v) for k, v in self.last.items()
-                 if k != "step" and math.isfinite(float(v))}
+        final = {
+            f"final/{k}": float(v)
+            for k, v in self.last.items()
+            if k != "step" and math.isfinite(float(v))
+        }
         if final:
             # run_name="." keeps the hparams record in the run's own event folder.
             self.writer.add_hparams(hparams(self.cfg), final, run_name=".")

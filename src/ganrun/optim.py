@@ -18,7 +18,11 @@ def build_optimizer(
     """``fused`` selects the single-kernel Adam (CUDA); results match the default to rounding."""
     if cfg.name == "adam":
         return torch.optim.Adam(
-            params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+            params,
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
             fused=fused or None,
         )
     if cfg.name == "sgd":
@@ -29,4 +33,6 @@ def build_optimizer(
         return torch.optim.RMSprop(
             params, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps, weight_decay=cfg.weight_decay
         )
-    raise GanrunError(f"unknown optimizer {cfg.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}")
+    raise GanrunError(
+        f"unknown optimizer {cfg.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}"
+    )

@@ -33,8 +33,10 @@ REPORT_DIR = "report"
 D_COLUMNS = ("d_real", "d_fake")
 NOT_PLOTTED = ("step", "sec_per_step")
 # Metric names (as in eval.csv) where larger is better; every other metric is minimised.
-_HIGHER = re.compile(r"^(is|precision|recall|elbo|iw_ll|log_likelihood|parzen|modes|"
-                     r"high_quality|accuracy)")
+_HIGHER = re.compile(
+    r"^(is|precision|recall|elbo|iw_ll|log_likelihood|parzen|modes|"
+    r"high_quality|accuracy)"
+)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -104,8 +106,10 @@ def _read_objective(run_dir: Path) -> str | None:
 def find_runs(cfg: DictConfig) -> tuple[Path, list[Path]]:
     given = [k for k in ("sweep", "run") if cfg[k]]
     if len(given) != 1:
-        raise GanrunError("say what to report on with exactly one of sweep=<multirun folder> or "
-                          f"run=<run folder> (got {', '.join(given) or 'none'})")
+        raise GanrunError(
+            "say what to report on with exactly one of sweep=<multirun folder> or "
+            f"run=<run folder> (got {', '.join(given) or 'none'})"
+        )
     key = given[0]
     target = Path(cfg[key]).expanduser()
     if not target.is_dir():
@@ -114,8 +118,10 @@ def find_runs(cfg: DictConfig) -> tuple[Path, list[Path]]:
         if not (target / METRICS_FILE).is_file():
             raise GanrunError(f"run={cfg.run} has no {METRICS_FILE}; is it a ganrun run folder?")
         return target, [target]
-    runs = sorted((p.parent for p in target.rglob(METRICS_FILE)),
-                  key=lambda p: _natural(p.relative_to(target).as_posix()))
+    runs = sorted(
+        (p.parent for p in target.rglob(METRICS_FILE)),
+        key=lambda p: _natural(p.relative_to(target).as_posix()),
+    )
     if not runs:
         raise GanrunError(f"sweep={cfg.sweep} holds no runs (no */{METRICS_FILE} below it)")
     return target, runs
@@ -123,8 +129,14 @@ def find_runs(cfg: DictConfig) -> tuple[Path, list[Path]]:
 
 def load_job(target: Path, run_dir: Path) -> Job:
     name = run_dir.relative_to(target).as_posix() if run_dir != target else run_dir.name
-    return Job(name, run_dir, _read_overrides(run_dir), _read_history(run_dir / METRICS_FILE),
-               read_csv(run_dir / EVAL_CSV), _read_objective(run_dir))
+    return Job(
+        name,
+        run_dir,
+        _read_overrides(run_dir),
+        _read_history(run_dir / METRICS_FILE),
+        read_csv(run_dir / EVAL_CSV),
+        _read_objective(run_dir),
+    )
 
 
 # ---------------------------------------------------------------------------------- the table
@@ -158,8 +170,9 @@ def varying(jobs: list[Job]) -> tuple[list[str], dict[str, list[str]]]:
     for job in jobs[1:]:
         common &= set(job.overrides)
     shared = [o for o in jobs[0].overrides if o in common] if len(jobs) > 1 else []
-    own = {job.name: [o for o in job.overrides if o not in common or len(jobs) == 1]
-           for job in jobs}
+    own = {
+        job.name: [o for o in job.overrides if o not in common or len(jobs) == 1] for job in jobs
+    }
     return shared, own
 
 
@@ -167,8 +180,11 @@ def table(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
     _, own = varying(jobs)
     rows: list[dict[str, Any]] = []
     for job in jobs:
-        row: dict[str, Any] = {"job": job.name, "overrides": " ".join(own[job.name]),
-                               "steps": job.steps}
+        row: dict[str, Any] = {
+            "job": job.name,
+            "overrides": " ".join(own[job.name]),
+            "steps": job.steps,
+        }
         seconds = job.history.get("sec_per_step", [])
         row["time_s"] = round(sum(s for s in seconds if math.isfinite(s)), 3)
         for name, values in job.history.items():
@@ -209,8 +225,7 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value).replace("|", "\\|")
 
 
-def markdown(columns: list[str], rows: list[dict[str, Any]], title: str,
-             notes: list[str]) -> str:
+def markdown(columns: list[str], rows: list[dict[str, Any]], title: str, notes: list[str]) -> str:
     lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
@@ -255,8 +270,15 @@ def _smooth(values: list[float]) -> list[float]:
     return out
 
 
-def _line_plot(path: Path, jobs: list[Job], labels: dict[str, str],
-               panels: list[str], series: Any, xlabel: str, title: str) -> Path | None:
+def _line_plot(
+    path: Path,
+    jobs: list[Job],
+    labels: dict[str, str],
+    panels: list[str],
+    series: Any,
+    xlabel: str,
+    title: str,
+) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,11 +299,17 @@ def _line_plot(path: Path, jobs: list[Job], labels: dict[str, str],
         ax.set_title(panel)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize="small",
-               bbox_to_anchor=(0.5, 0.0))
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        ncol=min(4, len(names)),
+        fontsize="small",
+        bbox_to_anchor=(0.5, 0.0),
+    )
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(names) / 4), 1, 1))
     fig.savefig(path, dpi=100)
@@ -331,8 +359,9 @@ def samples_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path 
 
 def plots(out: Path, jobs: list[Job]) -> list[Path]:
     _, own = varying(jobs)
-    labels = {job.name: f"{job.name}: {' '.join(own[job.name])}".strip().rstrip(":")
-              for job in jobs}
+    labels = {
+        job.name: f"{job.name}: {' '.join(own[job.name])}".strip().rstrip(":") for job in jobs
+    }
     columns: list[str] = []
     for job in jobs:
         columns.extend(c for c in job.history if c not in columns)
@@ -343,10 +372,18 @@ def plots(out: Path, jobs: list[Job]) -> list[Path]:
         metrics.extend(m for m in eval_metrics(job) if m not in metrics and not m.endswith("_std"))
     made = [
         _line_plot(out / "losses.png", jobs, labels, losses, _history_series, "step", "losses"),
-        _line_plot(out / "d_outputs.png", jobs, labels, d_cols, _history_series, "step",
-                   "D(x) (d_real) and D(G(z)) (d_fake)"),
-        _line_plot(out / "metrics.png", jobs, labels, metrics, _eval_series, "step",
-                   "evaluated metrics"),
+        _line_plot(
+            out / "d_outputs.png",
+            jobs,
+            labels,
+            d_cols,
+            _history_series,
+            "step",
+            "D(x) (d_real) and D(G(z)) (d_fake)",
+        ),
+        _line_plot(
+            out / "metrics.png", jobs, labels, metrics, _eval_series, "step", "evaluated metrics"
+        ),
         samples_figure(out / "samples.png", jobs, labels),
     ]
     return [p for p in made if p is not None]
@@ -360,8 +397,9 @@ def run(cfg: DictConfig) -> Path:
     key = cfg.sort_by or default_sort(columns, jobs)
     if key is not None and key not in columns:
         numeric = [c for c in columns if c not in ("job", "overrides")]
-        raise GanrunError(f"sort_by={key} is not a column of this report; choose one of: "
-                          f"{', '.join(numeric)}")
+        raise GanrunError(
+            f"sort_by={key} is not a column of this report; choose one of: {', '.join(numeric)}"
+        )
     if key is not None:
         descending = higher_is_better(key) if cfg.descending is None else cfg.descending
         rows = sort_rows(rows, key, descending)
@@ -375,10 +413,15 @@ def run(cfg: DictConfig) -> Path:
     if shared:
         notes.append(f"Common overrides: `{' '.join(shared)}`")
     if key is not None:
-        order = "descending" if (cfg.descending if cfg.descending is not None
-                                 else higher_is_better(key)) else "ascending"
-        notes.append(f"Sorted by `{key}` ({order}). `best_<metric>` is the best value over all "
-                     "scored checkpoints; `time_s` is the summed time of the training steps.")
+        order = (
+            "descending"
+            if (cfg.descending if cfg.descending is not None else higher_is_better(key))
+            else "ascending"
+        )
+        notes.append(
+            f"Sorted by `{key}` ({order}). `best_<metric>` is the best value over all "
+            "scored checkpoints; `time_s` is the summed time of the training steps."
+        )
     text = markdown(columns, rows, f"ganrun report: {target}", notes)
     (out / "report.md").write_text(text)
     (out / "report.csv").write_text(csv_text(columns, rows))
@@ -386,6 +429,7 @@ def run(cfg: DictConfig) -> Path:
     if cfg.plots:
         written += plots(out, jobs)
     print(text, flush=True)
-    print(f"ganrun: report on {len(jobs)} run(s) -> {', '.join(str(p) for p in written)}",
-          flush=True)
+    print(
+        f"ganrun: report on {len(jobs)} run(s) -> {', '.join(str(p) for p in written)}", flush=True
+    )
     return out

@@ -58,8 +58,7 @@ def run_config(payload: dict[str, Any], path: Path, data_root: str | None = None
     return cfg
 
 
-def data_for(cfg: DictConfig, device: torch.device,
-             cache: dict[str, Data] | None = None) -> Data:
+def data_for(cfg: DictConfig, device: torch.device, cache: dict[str, Data] | None = None) -> Data:
     """The run's data set, built once per distinct data config when ``cache`` is given."""
     key = OmegaConf.to_yaml(cfg.data) + repr(output_range(cfg.model.output)) + str(device)
     if cache is not None and key in cache:
@@ -70,8 +69,12 @@ def data_for(cfg: DictConfig, device: torch.device,
     return data
 
 
-def restore(path: str | Path, device: torch.device, data_root: str | None = None,
-            data_cache: dict[str, Data] | None = None) -> Restored:
+def restore(
+    path: str | Path,
+    device: torch.device,
+    data_root: str | None = None,
+    data_cache: dict[str, Data] | None = None,
+) -> Restored:
     """Load ``path`` and rebuild its generator (eval mode, on ``device``) and data set."""
     path = Path(path)
     payload = load_checkpoint(path, map_location="cpu")

@@ -33,8 +33,10 @@ FORMATS = ("png", "npz")
 def validate_sample_config(cfg: DictConfig) -> None:
     s = cfg.sample
     if not cfg.checkpoint:
-        raise GanrunError("say which checkpoint to sample with checkpoint=<file> "
-                          "(e.g. checkpoint=outputs/<date>/<time>/checkpoints/last.pt)")
+        raise GanrunError(
+            "say which checkpoint to sample with checkpoint=<file> "
+            "(e.g. checkpoint=outputs/<date>/<time>/checkpoints/last.pt)"
+        )
     if not Path(cfg.checkpoint).expanduser().is_file():
         raise GanrunError(f"checkpoint={cfg.checkpoint} does not exist")
     if cfg.n < 1:
@@ -43,8 +45,9 @@ def validate_sample_config(cfg: DictConfig) -> None:
         raise GanrunError(f"sample.format={s.format} is not one of: {', '.join(FORMATS)}")
     for key in ("steps", "batch_size"):
         if s[key] < (2 if key == "steps" else 1):
-            raise GanrunError(f"sample.{key}={s[key]} must be at least "
-                              f"{2 if key == 'steps' else 1}")
+            raise GanrunError(
+                f"sample.{key}={s[key]} must be at least {2 if key == 'steps' else 1}"
+            )
     if s.seed < 0:
         raise GanrunError(f"sample.seed={s.seed} must be non-negative")
     if cfg.out is not None and Path(cfg.out).suffix.lower() != f".{s.format}":
@@ -61,14 +64,17 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * z0 + (torch.sin(t * omega) / so) * z1
 
 
-def plan_latents(restored: Restored, cfg: DictConfig,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+def plan_latents(
+    restored: Restored, cfg: DictConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """Latent codes, labels (conditional models) and images per row of the output grid."""
     model, s = restored.config.model, cfg.sample
     num_classes = restored.data.info.num_classes if model.conditional else 0
     if model.conditional and num_classes < 1:
-        raise GanrunError(f"checkpoint {restored.path} is conditional but its data set has no "
-                          "classes; it cannot be sampled")
+        raise GanrunError(
+            f"checkpoint {restored.path} is conditional but its data set has no "
+            "classes; it cannot be sampled"
+        )
     if s.interpolate:
         rows = num_classes or max(1, math.ceil(cfg.n / s.steps))
         ends = sample_noise(model, 2 * rows, torch.device("cpu"), gen)
@@ -77,7 +83,7 @@ def plan_latents(restored: Restored, cfg: DictConfig,
         # Uniform noise lives in a cube, which a straight line never leaves.
         z = slerp(z0, z1, t) if model.noise == "normal" else z0 + t * (z1 - z0)
         z = z.reshape(rows * s.steps, -1)
-        labels = (torch.arange(rows).repeat_interleave(s.steps) if num_classes else None)
+        labels = torch.arange(rows).repeat_interleave(s.steps) if num_classes else None
         return z, labels, s.steps
     if num_classes:
         per_class = math.ceil(cfg.n / num_classes)
@@ -88,13 +94,14 @@ def plan_latents(restored: Restored, cfg: DictConfig,
 
 
 @torch.no_grad()
-def draw(restored: Restored, z: torch.Tensor, labels: torch.Tensor | None,
-         batch_size: int) -> torch.Tensor:
+def draw(
+    restored: Restored, z: torch.Tensor, labels: torch.Tensor | None, batch_size: int
+) -> torch.Tensor:
     device = next(restored.generator.parameters()).device
     out = []
     for start in range(0, z.shape[0], batch_size):
-        zb = z[start:start + batch_size].to(device)
-        yb = None if labels is None else labels[start:start + batch_size].to(device)
+        zb = z[start : start + batch_size].to(device)
+        yb = None if labels is None else labels[start : start + batch_size].to(device)
         out.append(restored.generator(zb, yb).float().cpu())
     return torch.cat(out)
 
@@ -112,8 +119,13 @@ def to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> np.ndarr
     return unit.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def save_npz(path: Path, images: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None,
-             value_range: tuple[float, float]) -> Path:
+def save_npz(
+    path: Path,
+    images: torch.Tensor,
+    z: torch.Tensor,
+    labels: torch.Tensor | None,
+    value_range: tuple[float, float],
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"z": z.numpy()}
     if images.dim() == 4:
@@ -144,11 +156,18 @@ def run(cfg: DictConfig) -> Path:
         save_npz(out, images, z, labels, value_range)
     else:
         if images.dim() != 4:
-            raise GanrunError(f"checkpoint {checkpoint} generates points, not images; use "
-                              "sample.format=npz")
+            raise GanrunError(
+                f"checkpoint {checkpoint} generates points, not images; use sample.format=npz"
+            )
         save_grid(images, out, value_range, nrow=per_row)
-    what = (f"{images.shape[0] // per_row} interpolation strips of {per_row} images"
-            if cfg.sample.interpolate else f"{images.shape[0]} samples")
-    print(f"ganrun: {what} from {checkpoint} (step {restored.step}, "
-          f"{restored.weights} weights) -> {out}", flush=True)
+    what = (
+        f"{images.shape[0] // per_row} interpolation strips of {per_row} images"
+        if cfg.sample.interpolate
+        else f"{images.shape[0]} samples"
+    )
+    print(
+        f"ganrun: {what} from {checkpoint} (step {restored.step}, "
+        f"{restored.weights} weights) -> {out}",
+        flush=True,
+    )
     return out

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torchvision.utils import save_image
 
+if TYPE_CHECKING:
+    from ganrun.data import Data
+
 
 def save_grid(
-    images: torch.Tensor, path: str | Path, value_range: tuple[float, float],
+    images: torch.Tensor,
+    path: str | Path,
+    value_range: tuple[float, float],
     nrow: int | None = None,
 ) -> Path:
     """Write images (N, C, H, W) in ``value_range`` as one grid, ``nrow`` images per row."""
@@ -24,7 +30,7 @@ def save_grid(
 
 
 @torch.no_grad()
-def save_reconstructions(vae: torch.nn.Module, data, path: str | Path, n: int = 32) -> Path:
+def save_reconstructions(vae: torch.nn.Module, data: Data, path: str | Path, n: int = 32) -> Path:
     """Held-out images (top half) above the VAE's reconstructions from their posterior means."""
     split = data.splits.get("valid") or data.splits.get("test") or data.train
     x = split.scaled(split.images[:n])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
@@ -134,6 +135,9 @@ class EvalConfig:
 
     name: str = "none"
     at_end: bool = False  # ganrun train: score the final checkpoint when training ends
+    every: int = 0  # ganrun train: also score the latest weights every N steps (0 = never)
+    best_metric: str | None = None  # keeps checkpoints/best.pt by this metric (default: first)
+    best_mode: str = "min"  # min (FID, KID, losses) | max (IS, precision, likelihoods)
     metrics: list[str] = field(default_factory=list)
     num_samples: int = 2000  # generated samples for the feature-based metrics
     num_real: int = 0  # real samples from reference_split; 0 = the whole split

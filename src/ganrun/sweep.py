@@ -106,8 +106,12 @@ def _last_row(metrics_csv: Path) -> dict[str, float]:
     return out
 
 
-def objective_value(name: str, last: dict[str, float], evaluated: dict[str, Any] | None,
-                    metrics_csv: Path | None = None) -> float:
+def objective_value(
+    name: str,
+    last: dict[str, float],
+    evaluated: dict[str, Any] | None,
+    metrics_csv: Path | None = None,
+) -> float:
     """The value of ``objective=<name>``: a final training value (metrics.csv column) or, with
     ``eval.at_end=true``, a metric of the final evaluation (as named in eval.csv)."""
     if not last and metrics_csv is not None:
@@ -120,8 +124,9 @@ def objective_value(name: str, last: dict[str, float], evaluated: dict[str, Any]
         options = sorted(k for k in last if k != "step")
         if evaluated is not None:
             options += sorted(evaluated.get("metrics", {}))
-        hint = "" if evaluated is not None else (
-            "; for an evaluation metric add eval.at_end=true and an eval= preset that computes it")
+        hint = ""
+        if evaluated is None:
+            hint = "; for an evaluation metric add eval.at_end=true and an eval= preset with it"
         raise GanrunError(
             f"objective={name} is not a value of this run; choose one of: {', '.join(options)}"
             + hint

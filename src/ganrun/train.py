@@ -22,9 +22,16 @@ from ganrun.models import build_model
 from ganrun.models.ema import EMA
 from ganrun.optim import build_optimizer
 from ganrun.rundir import (
-    CHECKPOINTS, CONFIG_FILE, METRICS_FILE, SAMPLES, attach_log_file, hydra_run_dir,
-    remove_if_empty, write_run_config,
+    CHECKPOINTS,
+    CONFIG_FILE,
+    METRICS_FILE,
+    SAMPLES,
+    attach_log_file,
+    hydra_run_dir,
+    remove_if_empty,
+    write_run_config,
 )
+from ganrun.stopping import preemption_signal
 from ganrun.sweep import check_objective, objective_value
 from ganrun.trainer import Setup, Trainer, seed_everything
 from ganrun.validate import validate_train_config
@@ -73,28 +80,47 @@ def build_setup(cfg: DictConfig) -> Setup:
 
 def run(cfg: DictConfig) -> float:
     run_dir = hydra_run_dir()
+    resume = resume_setting(cfg.resume, run_dir)
     ddp = None
     if distributed.requested():  # under torchrun: rank 0 writes run_dir, the others scratch
         ddp = distributed.start(cfg.device.type, run_dir)
         run_dir = ddp.out_dir
     try:
-        return _run(cfg, run_dir, ddp)
+        return _run(cfg, run_dir, ddp, resume)
     finally:
         if ddp is not None:
             ddp.close()
 
 
-def _run(cfg: DictConfig, run_dir: Path, ddp: distributed.Distributed | None) -> float:
+def resume_setting(resume: str | None, run_dir: Path) -> str | None:
+    """``resume=`` as given, except in a run folder that already holds a checkpoint: a requeued
+    submitit job continues from it; anything else would overwrite it, so it is refused."""
+    last = run_dir / CHECKPOINTS / "last.pt"
+    if resume or not last.exists():
+        return resume
+    if preemption_signal() is not None:
+        log.info("requeued job: continuing from %s", last)
+        return "auto"
+    raise GanrunError(
+        f"{run_dir} already holds a run ({last}); continue it with resume=auto, or start a new "
+        "run in another hydra.run.dir"
+    )
+
+
+def _run(
+    cfg: DictConfig, run_dir: Path, ddp: distributed.Distributed | None, resume: str | None
+) -> float:
     try:
         setup = build_setup(cfg)
         if ddp is not None:
             ddp.prepare(setup)
         trainer = Trainer(setup, run_dir)
-        if cfg.resume:
-            trainer.resume(ddp.resume_target(cfg.resume) if ddp is not None else cfg.resume)
+        if resume:
+            trainer.resume(ddp.resume_target(resume) if ddp is not None else resume)
         if ddp is not None:
             ddp.diverge(trainer, cfg.seed)
-        if cfg.eval.at_end:  # an unusable protocol is refused now, not after training
+            trainer.evaluates = ddp.main
+        if cfg.eval.at_end or cfg.eval.every:  # an unusable protocol is refused now
             from ganrun.evaluate import check_at_end
 
             check_at_end(cfg, setup.nets, setup.data, setup.device)
@@ -120,9 +146,18 @@ def _run(cfg: DictConfig, run_dir: Path, ddp: distributed.Distributed | None) ->
 
 def _train(cfg: DictConfig, setup: Setup, trainer: Trainer) -> dict[str, float]:
     n_g = sum(p.numel() for p in setup.nets.generator.parameters())
-    log.info("model=%s data=%s (%d train images, %dx%d) device=%s, G has %d parameters",
-             cfg.model.name, cfg.data.name, len(setup.data.train), cfg.data.resolution,
-             cfg.data.resolution, setup.device, n_g)
+    log.info(
+        "model=%s data=%s (%d train images, %dx%d) device=%s, G has %d parameters",
+        cfg.model.name,
+        cfg.data.name,
+        len(setup.data.train),
+        cfg.data.resolution,
+        cfg.data.resolution,
+        setup.device,
+        n_g,
+    )
+    if trainer.step:  # resumed: say so in train.log too, which is attached only now
+        log.info("continuing from step %d of %d", trainer.step, cfg.train.steps)
     last = trainer.fit()
     run_dir = trainer.run_dir
     print(

@@ -24,13 +24,13 @@ from tqdm import tqdm
 from ganrun import __version__
 from ganrun.checkpoint import load_checkpoint, save_checkpoint
 from ganrun.data import Data
+from ganrun.data.plot import plot_points
 from ganrun.errors import GanrunError
 from ganrun.loggers import with_loggers
 from ganrun.losses import GanLoss
 from ganrun.models import Networks, sample_noise
-from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
-from ganrun.data.plot import plot_points
 from ganrun.models.ema import EMA
+from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
 from ganrun.samples import save_grid, save_reconstructions
 from ganrun.steps import STEPS
 from ganrun.stopping import GracefulStop, RunInterrupted
@@ -69,6 +69,8 @@ class Trainer:
         self.D = setup.nets.discriminator
         self.ema = setup.ema
         self.step = 0
+        self.best: dict[str, Any] | None = None  # the best eval score so far (eval.every)
+        self.evaluates = True  # False on DDP ranks other than 0: one rank scores for all
         device = setup.device
         info = setup.data.info
         # Training noise and the fixed sample-grid noise come from generators of their own, so
@@ -93,12 +95,14 @@ class Trainer:
     # ------------------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, float]:
         cfg = self.cfg.train
-        metrics = with_loggers(MetricsLog(self.run_dir / METRICS_FILE, keep_until=self.step),
-                               self.cfg, self.run_dir)
+        metrics = with_loggers(
+            MetricsLog(self.run_dir / METRICS_FILE, keep_until=self.step), self.cfg, self.run_dir
+        )
         self.log_images = getattr(metrics, "add_images", None)  # logger=tensorboard
         tty = sys.stdout.isatty()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not tty, unit="step",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, disable=not tty, unit="step", dynamic_ncols=True
+        )
         window: list[tuple[int, dict[str, torch.Tensor], float]] = []
         last: dict[str, float] = {}
         self.train_step = functools.partial(STEPS[self.s.nets.kind], self)
@@ -126,16 +130,50 @@ class Trainer:
                 if checkpoint:
                     self.check_weights()
                     self.save(periodic=self.step % cfg.checkpoint_every == 0)
+                every = self.cfg.eval.every
+                if every and self.evaluates and self.step % every == 0:
+                    self.evaluate_and_keep_best()
         bar.close()
         metrics.close()
         if stop.requested is not None:
+            stop.hand_over()
             raise RunInterrupted(
-                f"{stop.name} received: stopped after step {self.step}/{cfg.steps}; checkpoint saved in "
-                f"{self.run_dir / CHECKPOINTS}; continue with: ganrun train resume=auto "
+                f"{stop.name} received: stopped after step {self.step}/{cfg.steps}; checkpoint "
+                f"saved in {self.run_dir / CHECKPOINTS}; continue with: ganrun train resume=auto "
                 f"hydra.run.dir={self.run_dir}",
                 stop.requested,
             )
         return last
+
+    def evaluate_and_keep_best(self) -> None:
+        """Score the current weights (``eval.every``) and copy them to best.pt when they beat
+        every earlier score on ``eval.best_metric``."""
+        from ganrun.evaluate import evaluate_at_end
+
+        ev = self.cfg.eval
+        folder = self.run_dir / CHECKPOINTS
+        path = folder / f"step_{self.step:06d}.pt"  # scored under its own name in eval.csv
+        if not path.exists():
+            self.check_weights()
+            self.save(periodic=True)
+        record = evaluate_at_end(self.run_dir, self.cfg, path)
+        scores = {k: v for k, v in record["metrics"].items() if isinstance(v, int | float)}
+        name = ev.best_metric or next(iter(scores), None)
+        if name not in scores:
+            # The weights of this step are saved and scored; stopping now loses nothing.
+            raise GanrunError(
+                f"eval.best_metric={name} is not a score of eval={ev.name}; choose one of: "
+                f"{', '.join(scores) or 'none'} (checkpoint kept: {path})"
+            )
+        value = scores[name]
+        better = self.best is None or (
+            value < self.best["value"] if ev.best_mode == "min" else value > self.best["value"]
+        )
+        if better:
+            self.best = {"metric": name, "value": float(value), "step": self.step}
+            save_checkpoint(self.state(), folder / "best.pt")
+            save_checkpoint(self.state(), folder / "last.pt")  # now remembers the best too
+            log.info("best %s=%.6g at step %d -> %s", name, value, self.step, folder / "best.pt")
 
     def check_weights(self) -> None:
         """Refuse to checkpoint non-finite weights (losses are checked as metrics are written)."""
@@ -162,8 +200,13 @@ class Trainer:
         if info.kind == "points":
             real = self.s.data.train.images[:POINTS_PLOTTED]
             G.train(was_training)
-            return plot_points(out, real, info.extra.get("centers"), self.run_dir / SAMPLES / name,
-                               title=f"step {self.step}")
+            return plot_points(
+                out,
+                real,
+                info.extra.get("centers"),
+                self.run_dir / SAMPLES / name,
+                title=f"step {self.step}",
+            )
         if self.s.nets.kind == "vae":
             save_reconstructions(G, self.s.data, self.run_dir / SAMPLES / f"recon_{name}")
         G.train(was_training)
@@ -182,13 +225,17 @@ class Trainer:
             "generator": self.G.state_dict(),
             "discriminator": None if self.D is None else self.D.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
+            "best": self.best,
             "opt_g": s.opt_g.state_dict(),
             "opt_d": None if s.opt_d is None else s.opt_d.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
-                          *np_state[2:]],
+                "numpy": [
+                    np_state[0],
+                    torch.from_numpy(np_state[1].astype(np.int64)),
+                    *np_state[2:],
+                ],
                 "python": random.getstate(),
                 "noise": self.noise_gen.get_state(),
                 "data": s.data.train.state_dict(),
@@ -230,12 +277,14 @@ class Trainer:
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in rng["cuda"]])
         numpy_state = rng["numpy"]
-        np.random.set_state((numpy_state[0], numpy_state[1].numpy().astype(np.uint32),
-                             *numpy_state[2:]))
+        np.random.set_state(
+            (numpy_state[0], numpy_state[1].numpy().astype(np.uint32), *numpy_state[2:])
+        )
         random.setstate(_as_tuple(rng["python"]))
         self.noise_gen.set_state(rng["noise"].cpu())
         self.s.data.train.load_state_dict(rng["data"])
         self.step = int(ckpt["step"])
+        self.best = ckpt.get("best")
         log.info("resumed from %s at step %d", path, self.step)
 
 

@@ -23,50 +23,103 @@ def validate_train_config(cfg: DictConfig) -> None:
     from ganrun.optim import OPTIMIZERS
 
     t = cfg.train
-    for key in ("steps", "batch_size", "d_steps", "sample_every", "checkpoint_every", "log_every",
-                "num_samples"):
+    for key in (
+        "steps",
+        "batch_size",
+        "d_steps",
+        "sample_every",
+        "checkpoint_every",
+        "log_every",
+        "num_samples",
+    ):
         _require(t[key] >= 1, f"train.{key}={t[key]} must be at least 1")
     _require(cfg.seed >= 0, f"seed={cfg.seed} must be a non-negative integer")
 
-    _require(cfg.model.name in MODELS,
-             f"unknown model {cfg.model.name!r}; choose model= one of: {', '.join(MODELS)}")
-    _require(cfg.loss.name in LOSSES,
-             f"unknown loss {cfg.loss.name!r}; choose loss= one of: {', '.join(LOSSES)}")
-    _require(cfg.optim.name in OPTIMIZERS,
-             f"unknown optimizer {cfg.optim.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}")
-    _require(cfg.data.name in DATASETS,
-             f"unknown data set {cfg.data.name!r}; choose data= one of: {', '.join(DATASETS)}")
+    _require(
+        cfg.model.name in MODELS,
+        f"unknown model {cfg.model.name!r}; choose model= one of: {', '.join(MODELS)}",
+    )
+    _require(
+        cfg.loss.name in LOSSES,
+        f"unknown loss {cfg.loss.name!r}; choose loss= one of: {', '.join(LOSSES)}",
+    )
+    _require(
+        cfg.optim.name in OPTIMIZERS,
+        f"unknown optimizer {cfg.optim.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}",
+    )
+    _require(
+        cfg.data.name in DATASETS,
+        f"unknown data set {cfg.data.name!r}; choose data= one of: {', '.join(DATASETS)}",
+    )
 
     o = cfg.optim
     _require(o.lr > 0, f"optim.lr={o.lr} must be positive")
-    _require(len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas),
-             f"optim.betas={list(o.betas)} must be two numbers in [0, 1)")
+    _require(
+        len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas),
+        f"optim.betas={list(o.betas)} must be two numbers in [0, 1)",
+    )
     _require(o.momentum >= 0, f"optim.momentum={o.momentum} must be non-negative")
     _require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be non-negative")
 
     m = cfg.model
     _require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
     _require(m.width >= 1, f"model.width={m.width} must be at least 1")
-    _require(m.noise in ("normal", "uniform"),
-             f"model.noise={m.noise!r} must be normal or uniform")
+    _require(m.noise in ("normal", "uniform"), f"model.noise={m.noise!r} must be normal or uniform")
     _require(m.output in ("tanh", "sigmoid"), f"model.output={m.output!r} must be tanh or sigmoid")
     _require(0.0 <= m.ema_decay < 1.0, f"model.ema_decay={m.ema_decay} must be in [0, 1)")
-    _require(not (LOSSES[cfg.loss.name].needs_critic and not m.critic),
-             f"loss={cfg.loss.name} needs a critic with an unbounded output, but model="
-             f"{m.name} has a sigmoid discriminator; use model=wgan or model=wgan_gp")
-    _require(not (m.gp_weight > 0 and not m.critic),
-             f"model.gp_weight={m.gp_weight} needs a critic (model.critic=true), but model="
-             f"{m.name} has a sigmoid discriminator")
+    _require(
+        not (LOSSES[cfg.loss.name].needs_critic and not m.critic),
+        f"loss={cfg.loss.name} needs a critic with an unbounded output, but model="
+        f"{m.name} has a sigmoid discriminator; use model=wgan or model=wgan_gp",
+    )
+    _require(
+        not (m.gp_weight > 0 and not m.critic),
+        f"model.gp_weight={m.gp_weight} needs a critic (model.critic=true), but model="
+        f"{m.name} has a sigmoid discriminator",
+    )
+    _require(m.clip_value >= 0, f"model.clip_value={m.clip_value} must be 0 (off) or positive")
+    _require(m.gp_weight >= 0, f"model.gp_weight={m.gp_weight} must be 0 (off) or positive")
+    _require(m.maxout_pieces >= 1, f"model.maxout_pieces={m.maxout_pieces} must be at least 1")
+    for key in ("dropout_input", "dropout_hidden"):
+        _require(0.0 <= m[key] < 1.0, f"model.{key}={m[key]} is a drop probability in [0, 1)")
+    for key in ("g_hidden", "d_hidden"):
+        _require(all(h >= 1 for h in m[key]), f"model.{key}={list(m[key])} sizes must be >= 1")
+    if m.name == "vae":
+        _require(m.arch in ("mlp", "conv"), f"model.arch={m.arch!r} must be mlp or conv")
+        _require(
+            m.likelihood in ("bernoulli", "gaussian"),
+            f"model.likelihood={m.likelihood!r} must be bernoulli or gaussian",
+        )
+        # Both likelihoods model pixels in [0, 1], which is how a sigmoid output scales the data.
+        _require(
+            m.output == "sigmoid",
+            f"model=vae needs model.output=sigmoid (pixels in [0, 1]), not {m.output}",
+        )
+        _require(
+            not m.conditional,
+            "model=vae has no conditional variant; use model.conditional=false or a GAN model",
+        )
 
     validate_data_config(cfg.data)
+
+    e = cfg.eval
+    _require(e.every >= 0, f"eval.every={e.every} must be 0 (off) or a number of steps")
+    _require(e.best_mode in ("min", "max"), f"eval.best_mode={e.best_mode!r} must be min or max")
+    _require(
+        not (e.every and not e.metrics),
+        f"eval.every={e.every} with eval={e.name}, which has no metrics; choose a preset "
+        "such as eval=fast",
+    )
 
 
 def validate_data_config(d: DictConfig) -> None:
     """The ``data`` group's ranges; what needs the files (splits, sizes) is checked on loading."""
     from ganrun.data import DATASETS, POINT_DATASETS
 
-    _require(d.name in DATASETS,
-             f"unknown data set {d.name!r}; choose data= one of: {', '.join(DATASETS)}")
+    _require(
+        d.name in DATASETS,
+        f"unknown data set {d.name!r}; choose data= one of: {', '.join(DATASETS)}",
+    )
     _require(d.valid_size >= 0, f"data.valid_size={d.valid_size} must be non-negative")
     _require(0 <= d.fold <= 4, f"data.fold={d.fold} does not exist; choose a fold in 0..4")
     _require(d.num_workers >= 0, f"data.num_workers={d.num_workers} must be non-negative")

@@ -61,8 +61,12 @@ def _prefix(ctx: EvalContext, which: str, metric: str) -> str:
 
 def _protocol(ctx: EvalContext, which: str, real: bool = True) -> Values:
     cfg = ctx.cfg
-    out: Values = {**fidelity.library_info(), **ctx.extractor(which).protocol(),
-                   "num_generated": cfg.num_samples, "seed": cfg.seed}
+    out: Values = {
+        **fidelity.library_info(),
+        **ctx.extractor(which).protocol(),
+        "num_generated": cfg.num_samples,
+        "seed": cfg.seed,
+    }
     if real:
         out.update(num_real=ctx.num_real(), reference_split=cfg.reference_split)
     return out
@@ -73,35 +77,45 @@ def _fid(ctx: EvalContext, which: str) -> Result:
     real = ctx.real_reference(which)
     generated = ctx.generated_features(which)[extractor.feature_layer]
     value = fidelity.fid(fidelity.fid_statistics(generated), real["stats"])
-    return {_prefix(ctx, which, "fid"): value}, {**_protocol(ctx, which),
-                                                 "reference_cached": real["cached"]}
+    return {_prefix(ctx, which, "fid"): value}, {
+        **_protocol(ctx, which),
+        "reference_cached": real["cached"],
+    }
 
 
 def _kid(ctx: EvalContext, which: str) -> Result:
     extractor = ctx.extractor(which)
     real = ctx.real_reference(which)
-    out = fidelity.kid(ctx.generated_features(which)[extractor.feature_layer], real["features"],
-                       ctx.cfg)
+    out = fidelity.kid(
+        ctx.generated_features(which)[extractor.feature_layer], real["features"], ctx.cfg
+    )
     name = _prefix(ctx, which, "kid")
-    return ({f"{name}_mean": out["mean"], f"{name}_std": out["std"]},
-            {**_protocol(ctx, which), "kid_subsets": ctx.cfg.kid_subsets,
-             "kid_subset_size": ctx.cfg.kid_subset_size})
+    return (
+        {f"{name}_mean": out["mean"], f"{name}_std": out["std"]},
+        {
+            **_protocol(ctx, which),
+            "kid_subsets": ctx.cfg.kid_subsets,
+            "kid_subset_size": ctx.cfg.kid_subset_size,
+        },
+    )
 
 
 def _is(ctx: EvalContext, which: str) -> Result:
     extractor = ctx.extractor(which)
-    out = fidelity.inception_score(ctx.generated_features(which)[extractor.logits_layer],
-                                   ctx.cfg)
+    out = fidelity.inception_score(ctx.generated_features(which)[extractor.logits_layer], ctx.cfg)
     name = _prefix(ctx, which, "is")
-    return ({f"{name}_mean": out["mean"], f"{name}_std": out["std"]},
-            {**_protocol(ctx, which, real=False), "isc_splits": ctx.cfg.isc_splits})
+    return (
+        {f"{name}_mean": out["mean"], f"{name}_std": out["std"]},
+        {**_protocol(ctx, which, real=False), "isc_splits": ctx.cfg.isc_splits},
+    )
 
 
 def _prc(ctx: EvalContext, which: str) -> Result:
     extractor = ctx.extractor(which)
     real = ctx.real_reference(which)
-    out = fidelity.precision_recall(ctx.generated_features(which)[extractor.feature_layer],
-                                    real["features"], ctx.cfg)
+    out = fidelity.precision_recall(
+        ctx.generated_features(which)[extractor.feature_layer], real["features"], ctx.cfg
+    )
     return out, {**_protocol(ctx, which), "prc_neighborhood": ctx.cfg.prc_neighborhood}
 
 
@@ -111,15 +125,21 @@ def _check_fid(which: str) -> Callable[[EvalContext], None]:
         dim = ctx.extractor(which).feature_dim if which == "inception" else int(FEATURES)
         name = _prefix(ctx, which, "fid")
         n_real = ctx.num_real()
-        for side, n, key in (("generated", ctx.cfg.num_samples, "eval.num_samples"),
-                             ("real", n_real, "eval.num_real")):
+        for side, n, key in (
+            ("generated", ctx.cfg.num_samples, "eval.num_samples"),
+            ("real", n_real, "eval.num_real"),
+        ):
             if n < dim:
                 raise GanrunError(
                     f"{name} needs at least {dim} {side} samples (the feature dimension; fewer "
                     f"make the covariance singular), got {n}; raise {key}"
-                    + (f" (the {ctx.cfg.reference_split} split has {n_real})" if side == "real"
-                       else "")
+                    + (
+                        f" (the {ctx.cfg.reference_split} split has {n_real})"
+                        if side == "real"
+                        else ""
+                    )
                 )
+
     return check
 
 
@@ -146,6 +166,7 @@ def _check_is(which: str) -> Callable[[EvalContext], None]:
                 "Inception Score cannot be computed; drop `is` from eval.metrics (is_cnn scores "
                 "with the data-set classifier) or use the official weights"
             )
+
     return check
 
 
@@ -171,14 +192,23 @@ def _parzen(ctx: EvalContext) -> Result:
         samples = as_unit_interval(samples, ctx.info.value_range)
     sigmas = parzen.sigma_grid(cfg.parzen_sigmas)
     valid, test = _split_unit(ctx, "valid"), _split_unit(ctx, "test")
-    out = parzen.parzen_evaluate(samples.to(ctx.device), valid.to(ctx.device),
-                                 test.to(ctx.device), sigmas, cfg.parzen_chunk)
+    out = parzen.parzen_evaluate(
+        samples.to(ctx.device), valid.to(ctx.device), test.to(ctx.device), sigmas, cfg.parzen_chunk
+    )
     values = {"parzen_ll": out["ll"], "parzen_ll_se": out["se"], "parzen_sigma": out["sigma"]}
-    protocol = {"metric_library": "ganrun", "protocol": "Goodfellow et al. 2014 parzen_ll.py",
-                "num_generated": cfg.parzen_samples, "sigma_grid": [float(s) for s in sigmas],
-                "sigma_split": "valid", "num_valid": int(valid.shape[0]),
-                "reference_split": "test", "num_real": int(test.shape[0]), "seed": cfg.seed,
-                "valid_ll": out["valid_ll"], "fold": ctx.restored.config.data.fold}
+    protocol = {
+        "metric_library": "ganrun",
+        "protocol": "Goodfellow et al. 2014 parzen_ll.py",
+        "num_generated": cfg.parzen_samples,
+        "sigma_grid": [float(s) for s in sigmas],
+        "sigma_split": "valid",
+        "num_valid": int(valid.shape[0]),
+        "reference_split": "test",
+        "num_real": int(test.shape[0]),
+        "seed": cfg.seed,
+        "valid_ll": out["valid_ll"],
+        "fold": ctx.restored.config.data.fold,
+    }
     return values, protocol
 
 
@@ -196,17 +226,32 @@ def _likelihood_data(ctx: EvalContext):  # noqa: ANN202 (a tensor)
 def _elbo(ctx: EvalContext) -> Result:
     x = _likelihood_data(ctx)
     out = likelihood.elbo(ctx.restored.generator, x, ctx.cfg.batch_size)
-    return ({"elbo": out["mean"], "elbo_se": out["se"]},
-            {"metric_library": "ganrun", "reference_split": "test", "num_real": int(x.shape[0]),
-             "seed": ctx.cfg.seed, "units": "nats per example"})
+    return (
+        {"elbo": out["mean"], "elbo_se": out["se"]},
+        {
+            "metric_library": "ganrun",
+            "reference_split": "test",
+            "num_real": int(x.shape[0]),
+            "seed": ctx.cfg.seed,
+            "units": "nats per example",
+        },
+    )
 
 
 def _iw_ll(ctx: EvalContext) -> Result:
     x = _likelihood_data(ctx)
     out = likelihood.importance_log_likelihood(ctx.restored.generator, x, ctx.cfg.iw_samples)
-    return ({"iw_ll": out["mean"], "iw_ll_se": out["se"]},
-            {"metric_library": "ganrun", "reference_split": "test", "num_real": int(x.shape[0]),
-             "k": ctx.cfg.iw_samples, "seed": ctx.cfg.seed, "units": "nats per example"})
+    return (
+        {"iw_ll": out["mean"], "iw_ll_se": out["se"]},
+        {
+            "metric_library": "ganrun",
+            "reference_split": "test",
+            "num_real": int(x.shape[0]),
+            "k": ctx.cfg.iw_samples,
+            "seed": ctx.cfg.seed,
+            "units": "nats per example",
+        },
+    )
 
 
 def _check_test(ctx: EvalContext) -> None:
@@ -215,8 +260,12 @@ def _check_test(ctx: EvalContext) -> None:
 
 def _modes(ctx: EvalContext) -> Result:
     out = mixture_stats(ctx.samples(ctx.cfg.num_samples), ctx.info.extra)
-    return dict(out), {"metric_library": "ganrun", "num_generated": ctx.cfg.num_samples,
-                       "seed": ctx.cfg.seed, "quality_radius": "3 std"}
+    return dict(out), {
+        "metric_library": "ganrun",
+        "num_generated": ctx.cfg.num_samples,
+        "seed": ctx.cfg.seed,
+        "quality_radius": "3 std",
+    }
 
 
 METRICS: dict[str, Metric] = {

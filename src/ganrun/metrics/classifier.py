@@ -38,9 +38,15 @@ class DataCNN(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-            nn.Linear(32 * 16, int(FEATURES)), nn.ReLU(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(32 * 16, int(FEATURES)),
+            nn.ReLU(),
         )
         self.head = nn.Linear(int(FEATURES), num_classes)
 
@@ -53,8 +59,9 @@ class DataCNN(nn.Module):
 class DataCNNFeatureExtractor(FeatureExtractorBase):
     """torch-fidelity's interface around :class:`DataCNN` weights stored in the ganrun cache."""
 
-    def __init__(self, name: str, features_list: list[str], classifier_path: str = "",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, name: str, features_list: list[str], classifier_path: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(name, features_list)
         payload = cache.load_entry(cache.Path(classifier_path))
         if payload is None:
@@ -115,8 +122,12 @@ def _labeled(split: Any, what: str, data_name: str) -> tuple[torch.Tensor, torch
 
 def classifier_extractor(data: Any, data_cfg: Any, cfg: Any, device: torch.device) -> Extractor:
     """Train (or load from the cache) the classifier for this data set; its Extractor."""
-    key = {"arch": ARCH_VERSION, "data": data_key(data_cfg), "epochs": cfg.classifier_epochs,
-           "seed": cfg.seed}
+    key = {
+        "arch": ARCH_VERSION,
+        "data": data_key(data_cfg),
+        "epochs": cfg.classifier_epochs,
+        "seed": cfg.seed,
+    }
     path = cache.entry_path(cfg.cache_dir, "classifiers", key)
     payload = cache.load_entry(path)
     if payload is None:
@@ -124,16 +135,23 @@ def classifier_extractor(data: Any, data_cfg: Any, cfg: Any, device: torch.devic
         cache.save_entry(path, payload)
     label = f"{data_cfg.name}_cnn"
     return Extractor(
-        name=NAME, label=label, weights_sha256=cache.file_sha256(path),
-        feature_layer=FEATURES, logits_layer=LOGITS, feature_dim=int(FEATURES),
+        name=NAME,
+        label=label,
+        weights_sha256=cache.file_sha256(path),
+        feature_layer=FEATURES,
+        logits_layer=LOGITS,
+        feature_dim=int(FEATURES),
         kwargs={"classifier_path": str(path)},
-        extra={"classifier_test_accuracy": float(payload["test_accuracy"]),
-               "classifier_epochs": int(payload["epochs"])},
+        extra={
+            "classifier_test_accuracy": float(payload["test_accuracy"]),
+            "classifier_epochs": int(payload["epochs"]),
+        },
     )
 
 
-def train_classifier(data: Any, data_name: str, epochs: int, seed: int,
-                     device: torch.device, batch_size: int = 128) -> dict[str, Any]:
+def train_classifier(
+    data: Any, data_name: str, epochs: int, seed: int, device: torch.device, batch_size: int = 128
+) -> dict[str, Any]:
     """Adam on the training split for ``epochs`` epochs; test accuracy measured after."""
     images, labels = _labeled(data.train, "training", data_name)
     test_split = data.splits.get("test")
@@ -149,8 +167,12 @@ def train_classifier(data: Any, data_name: str, epochs: int, seed: int,
     n = images.shape[0]
     # Small data sets (digits: 12 batches an epoch) would see too few steps to learn anything.
     epochs = max(epochs, math.ceil(MIN_STEPS / math.ceil(n / batch_size)))
-    log.info("training the %s classifier for cnn metrics (%d images, %d epochs; cached after)",
-             data_name, n, epochs)
+    log.info(
+        "training the %s classifier for cnn metrics (%d images, %d epochs; cached after)",
+        data_name,
+        n,
+        epochs,
+    )
     net.train()
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
@@ -171,6 +193,10 @@ def train_classifier(data: Any, data_name: str, epochs: int, seed: int,
     log.info("%s classifier: test accuracy %.4f", data_name, accuracy)
     if not math.isfinite(accuracy):
         raise GanrunError(f"the {data_name} classifier could not be evaluated")
-    return {"state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
-            "num_classes": num_classes, "test_accuracy": accuracy, "epochs": epochs,
-            "arch_version": ARCH_VERSION}
+    return {
+        "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
+        "num_classes": num_classes,
+        "test_accuracy": accuracy,
+        "epochs": epochs,
+        "arch_version": ARCH_VERSION,
+    }

@@ -53,8 +53,7 @@ class EvalContext:
         extractor = self.extractor(which)
         if which not in self._gen_features:
             images = to_uint8_rgb(self.samples(self.cfg.num_samples), self.info.value_range)
-            self._gen_features[which] = extract(extractor, images, self.device,
-                                                self.cfg.batch_size)
+            self._gen_features[which] = extract(extractor, images, self.device, self.cfg.batch_size)
         return self._gen_features[which]
 
     # ------------------------------------------------------------------------------ real side
@@ -81,23 +80,30 @@ class EvalContext:
         if which == "inception":
             memo_key = repr((which, cfg.inception_weights, cfg.inception_weights_sha256))
         else:
-            memo_key = repr((which, data_key(run_data), cfg.classifier_epochs, cfg.seed,
-                             cfg.cache_dir))
+            memo_key = repr(
+                (which, data_key(run_data), cfg.classifier_epochs, cfg.seed, cfg.cache_dir)
+            )
         if memo_key not in _EXTRACTOR_MEMO:
             if which == "inception":
                 _EXTRACTOR_MEMO[memo_key] = inception_extractor(self.cfg)
             else:
                 _EXTRACTOR_MEMO[memo_key] = classifier_extractor(
-                    self.data, run_data, self.cfg, self.device)
+                    self.data, run_data, self.cfg, self.device
+                )
         return _EXTRACTOR_MEMO[memo_key]
 
     def real_reference(self, which: str) -> dict[str, Any]:
         """{"features": (n, D) tensor, "stats": FID statistics, "cached": bool}."""
         extractor = self.extractor(which)
-        key = {"data": data_key(self.restored.config.data), "split": self.cfg.reference_split,
-               "num": self.num_real(), "seed": self.cfg.seed if self.real_index() is not None
-               else None, "extractor": extractor.label, "layer": extractor.feature_layer,
-               "weights_sha256": extractor.weights_sha256}
+        key = {
+            "data": data_key(self.restored.config.data),
+            "split": self.cfg.reference_split,
+            "num": self.num_real(),
+            "seed": self.cfg.seed if self.real_index() is not None else None,
+            "extractor": extractor.label,
+            "layer": extractor.feature_layer,
+            "weights_sha256": extractor.weights_sha256,
+        }
         path = cache.entry_path(self.cfg.cache_dir, "reference", key)
         memo_key = str(path)
         if memo_key in _REAL_MEMO:
@@ -105,17 +111,25 @@ class EvalContext:
         payload = cache.load_entry(path)
         cached = payload is not None
         if payload is None:
-            images = gray_to_rgb(real_uint8(self.split(self.cfg.reference_split),
-                                            self.real_index()))
-            features = extract(extractor, images, self.device,
-                               self.cfg.batch_size)[extractor.feature_layer]
+            images = gray_to_rgb(
+                real_uint8(self.split(self.cfg.reference_split), self.real_index())
+            )
+            features = extract(extractor, images, self.device, self.cfg.batch_size)[
+                extractor.feature_layer
+            ]
             stats = fid_statistics(features)
-            payload = {"features": features, "mu": torch.from_numpy(stats["mu"]),
-                       "sigma": torch.from_numpy(stats["sigma"]), "key": repr(key)}
+            payload = {
+                "features": features,
+                "mu": torch.from_numpy(stats["mu"]),
+                "sigma": torch.from_numpy(stats["sigma"]),
+                "key": repr(key),
+            }
             cache.save_entry(path, payload)
-        entry = {"features": payload["features"],
-                 "stats": {"mu": payload["mu"].numpy(), "sigma": payload["sigma"].numpy()},
-                 "cache_file": str(path)}
+        entry = {
+            "features": payload["features"],
+            "stats": {"mu": payload["mu"].numpy(), "sigma": payload["sigma"].numpy()},
+            "cache_file": str(path),
+        }
         _REAL_MEMO[memo_key] = entry
         return {**entry, "cached": cached}
 

@@ -49,15 +49,21 @@ class Extractor:
     extra: dict[str, Any] = field(default_factory=dict)  # recorded with the results
 
     def protocol(self) -> dict[str, Any]:
-        return {"feature_extractor": self.label, "feature_layer": self.feature_layer,
-                "weights_sha256": self.weights_sha256, **self.extra}
+        return {
+            "feature_extractor": self.label,
+            "feature_layer": self.feature_layer,
+            "weights_sha256": self.weights_sha256,
+            **self.extra,
+        }
 
 
 def library_info() -> dict[str, str]:
     import torch_fidelity
 
-    return {"metric_library": "torch-fidelity",
-            "metric_library_version": torch_fidelity.__version__}
+    return {
+        "metric_library": "torch-fidelity",
+        "metric_library_version": torch_fidelity.__version__,
+    }
 
 
 def _hub_path() -> Path:
@@ -102,8 +108,9 @@ def _download(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading the Inception weights to %s", path)
     try:
-        torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path),
-                                       hash_prefix=INCEPTION_SHA256_PREFIX, progress=False)
+        torch.hub.download_url_to_file(
+            URL_INCEPTION_V3, str(path), hash_prefix=INCEPTION_SHA256_PREFIX, progress=False
+        )
     except Exception as exc:  # offline: URLError, timeouts, proxies... all mean the same here
         raise GanrunError(
             f"no Inception weights and the download failed ({type(exc).__name__}); set "
@@ -114,8 +121,12 @@ def _download(path: Path) -> None:
 def inception_extractor(cfg: Any) -> Extractor:
     path, sha = resolve_inception_weights(cfg)
     return Extractor(
-        name=INCEPTION_NAME, label=INCEPTION_NAME, weights_sha256=sha, feature_layer="2048",
-        logits_layer="logits_unbiased", feature_dim=2048,
+        name=INCEPTION_NAME,
+        label=INCEPTION_NAME,
+        weights_sha256=sha,
+        feature_layer="2048",
+        logits_layer="logits_unbiased",
+        feature_dim=2048,
         kwargs={"feature_extractor_weights_path": str(path)},
         extra={"official_weights": sha.startswith(INCEPTION_SHA256_PREFIX)},
     )
@@ -172,22 +183,25 @@ def _create(extractor: Extractor, device: torch.device) -> torch.nn.Module:
     key = (extractor.name, extractor.weights_sha256, str(device))
     if key not in _EXTRACTORS:
         layers = sorted({extractor.feature_layer, extractor.logits_layer})
-        net = create_feature_extractor(extractor.name, layers, cuda=False, verbose=False,
-                                       **extractor.kwargs)
+        net = create_feature_extractor(
+            extractor.name, layers, cuda=False, verbose=False, **extractor.kwargs
+        )
         _EXTRACTORS[key] = net.to(device)
     return _EXTRACTORS[key]
 
 
-def extract(extractor: Extractor, images: torch.Tensor, device: torch.device,
-            batch_size: int) -> dict[str, torch.Tensor]:
+def extract(
+    extractor: Extractor, images: torch.Tensor, device: torch.device, batch_size: int
+) -> dict[str, torch.Tensor]:
     """uint8 (N, 3, H, W) images -> {layer: float features (N, D)} on the CPU."""
     from torch_fidelity.utils import get_featuresdict_from_dataset
 
     net = _create(extractor, device)
     # torch-fidelity moves batches to CUDA itself when cuda=True; other devices need it done here.
     if device.type in ("cpu", "cuda"):
-        return get_featuresdict_from_dataset(_Images(images), net, batch_size,
-                                             device.type == "cuda", True, False)
+        return get_featuresdict_from_dataset(
+            _Images(images), net, batch_size, device.type == "cuda", True, False
+        )
     out: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
@@ -216,9 +230,14 @@ def kid(generated: torch.Tensor, real: torch.Tensor, cfg: Any) -> dict[str, floa
         kid_features_to_metric,
     )
 
-    out = kid_features_to_metric(generated, real, kid_subsets=cfg.kid_subsets,
-                                 kid_subset_size=cfg.kid_subset_size, rng_seed=cfg.seed,
-                                 verbose=False)
+    out = kid_features_to_metric(
+        generated,
+        real,
+        kid_subsets=cfg.kid_subsets,
+        kid_subset_size=cfg.kid_subset_size,
+        rng_seed=cfg.seed,
+        verbose=False,
+    )
     return {"mean": float(out[KEY_METRIC_KID_MEAN]), "std": float(out[KEY_METRIC_KID_STD])}
 
 
@@ -240,7 +259,7 @@ def precision_recall(generated: torch.Tensor, real: torch.Tensor, cfg: Any) -> d
         prc_features_to_metric,
     )
 
-    out = prc_features_to_metric(generated, real, prc_neighborhood=cfg.prc_neighborhood,
-                                 save_cpu_ram=True, verbose=False)
-    return {"precision": float(out[KEY_METRIC_PRECISION]),
-            "recall": float(out[KEY_METRIC_RECALL])}
+    out = prc_features_to_metric(
+        generated, real, prc_neighborhood=cfg.prc_neighborhood, save_cpu_ram=True, verbose=False
+    )
+    return {"precision": float(out[KEY_METRIC_PRECISION]), "recall": float(out[KEY_METRIC_RECALL])}

@@ -28,15 +28,18 @@ def _method(model: Any, name: str) -> Callable[..., torch.Tensor]:
 
 def mean_and_se(values: torch.Tensor) -> dict[str, float]:
     values = values.double()
-    return {"mean": float(values.mean()),
-            "se": float(values.std(unbiased=False) / math.sqrt(values.numel()))}
+    return {
+        "mean": float(values.mean()),
+        "se": float(values.std(unbiased=False) / math.sqrt(values.numel())),
+    }
 
 
 @torch.no_grad()
 def elbo(model: Any, x: torch.Tensor, batch_size: int) -> dict[str, float]:
     fn = _method(model, "elbo")
-    parts = [fn(x[i : i + batch_size]).detach().double().cpu()
-             for i in range(0, x.shape[0], batch_size)]
+    parts = [
+        fn(x[i : i + batch_size]).detach().double().cpu() for i in range(0, x.shape[0], batch_size)
+    ]
     return mean_and_se(torch.cat(parts))
 
 

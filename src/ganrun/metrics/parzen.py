@@ -24,8 +24,9 @@ def sigma_grid(num: int = 10) -> np.ndarray:
     return np.logspace(-1.0, 0.0, num=num)
 
 
-def parzen_log_likelihoods(x: torch.Tensor, mu: torch.Tensor, sigmas: np.ndarray | list[float],
-                           chunk: int = 1000) -> torch.Tensor:
+def parzen_log_likelihoods(
+    x: torch.Tensor, mu: torch.Tensor, sigmas: np.ndarray | list[float], chunk: int = 1000
+) -> torch.Tensor:
     """Per-example log-likelihoods, float64 (len(x), len(sigmas)), for every sigma at once."""
     x = x.reshape(x.shape[0], -1)
     mu = mu.reshape(mu.shape[0], -1).to(device=x.device, dtype=torch.float64)
@@ -45,8 +46,13 @@ def parzen_log_likelihoods(x: torch.Tensor, mu: torch.Tensor, sigmas: np.ndarray
     return out
 
 
-def parzen_evaluate(samples: torch.Tensor, valid: torch.Tensor, test: torch.Tensor,
-                    sigmas: np.ndarray | list[float], chunk: int = 1000) -> dict[str, float]:
+def parzen_evaluate(
+    samples: torch.Tensor,
+    valid: torch.Tensor,
+    test: torch.Tensor,
+    sigmas: np.ndarray | list[float],
+    chunk: int = 1000,
+) -> dict[str, float]:
     """Sigma by mean validation log-likelihood; test mean and standard error at that sigma."""
     valid_ll = parzen_log_likelihoods(valid, samples, sigmas, chunk).mean(dim=0)
     best = int(torch.argmax(valid_ll))

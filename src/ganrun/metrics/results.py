@@ -95,7 +95,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def _update_csv(path: Path, row: dict[str, Any]) -> None:
     rows: list[dict[str, Any]] = [
-        old for old in read_csv(path)
+        old
+        for old in read_csv(path)
         if (old.get("checkpoint"), old.get("preset")) != (row["checkpoint"], row["preset"])
     ]
     rows.append(row)

@@ -17,7 +17,6 @@ from ganrun.models import dcgan, gan, vae
 from ganrun.models.base import Networks
 from ganrun.schema import ModelConfig
 
-
 MODELS: dict[str, Callable[[ModelConfig, DataInfo], Networks]] = {
     "dcgan": dcgan.build,
     "wgan": dcgan.build,  # same networks; the critic flag and clipping come from its config

@@ -37,7 +37,12 @@ def _output(name: str) -> nn.Module:
 
 class Generator(nn.Module):
     def __init__(
-        self, latent_dim: int, channels: int, resolution: int, width: int, output: str,
+        self,
+        latent_dim: int,
+        channels: int,
+        resolution: int,
+        width: int,
+        output: str,
         num_classes: int = 0,
     ):
         super().__init__()
@@ -73,7 +78,8 @@ class Discriminator(nn.Module):
         start, k = plan(resolution)
         ch = width
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)
+            nn.Conv2d(channels, ch, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True),
         ]
         for _ in range(k - 1):
             layers.append(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=not batchnorm))
@@ -97,9 +103,7 @@ class Discriminator(nn.Module):
 
 def init_weights(module: nn.Module) -> None:
     """The paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for BatchNorm scales."""
-    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, nn.Embedding):
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Embedding):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)

@@ -53,8 +53,9 @@ class VAE(nn.Module):
             self.encoder = nn.Sequential(trunk.net, nn.Flatten())
             # DCGAN's generator without its output activation: the likelihood applies it.
             g = dcgan.Generator(cfg.latent_dim, info.channels, info.resolution, cfg.width, "tanh")
-            self.decoder_net = nn.Sequential(nn.Unflatten(1, (cfg.latent_dim, 1, 1)),
-                                             *list(g.net)[:-1])
+            self.decoder_net = nn.Sequential(
+                nn.Unflatten(1, (cfg.latent_dim, 1, 1)), *list(g.net)[:-1]
+            )
         else:
             raise GanrunError(f"model.arch={cfg.arch!r} must be mlp or conv")
         self.to_stats = nn.Linear(features, 2 * cfg.latent_dim)
@@ -77,7 +78,8 @@ class VAE(nn.Module):
     def log_px_z(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per example, summed over pixels."""
         if self.likelihood == "bernoulli":
-            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            return -bce.flatten(1).sum(1)
         var = self.log_var_x.exp()
         ll = -0.5 * ((x - logits) ** 2 / var + self.log_var_x + LOG_2PI)
         return ll.flatten(1).sum(1)
