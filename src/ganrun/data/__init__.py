@@ -138,26 +138,19 @@ def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.
             kind="points",
             extra=dict(raw.extra),
         )
-    elif raw.kind == "stream":
-        splits = {
-            name: FolderSplit(source, cfg, value_range, device)
-            for name, source in raw.streams.items()
-        }
-        info = DataInfo(
-            cfg.name,
-            cfg.channels,
-            cfg.resolution,
-            raw.num_classes,
-            tuple(value_range),
-            extra=dict(raw.extra),
-        )
     else:
-        splits = {
-            name: ResidentSplit(
-                _prepare(images, cfg, device), raw.labels.get(name), value_range, device
-            )
-            for name, images in raw.images.items()
-        }
+        if raw.kind == "stream":
+            splits = {
+                name: FolderSplit(source, cfg, value_range, device)
+                for name, source in raw.streams.items()
+            }
+        else:
+            splits = {
+                name: ResidentSplit(
+                    _prepare(images, cfg, device), raw.labels.get(name), value_range, device
+                )
+                for name, images in raw.images.items()
+            }
         info = DataInfo(
             cfg.name,
             cfg.channels,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ganrun.errors import GanrunError
+
 
 @dataclass
 class RawData:
@@ -37,3 +39,26 @@ class DataInfo:
     kind: str = "image"  # image | points
     # kind="points": {"centers": float tensor (M, D) of mode centres, "std": float}
     extra: dict = field(default_factory=dict)
+
+
+def with_valid_split(
+    dataset: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    valid_size: int,
+    **kwargs,
+) -> RawData:
+    """Train, valid and test splits for a data set whose validation images are the last
+    ``valid_size`` of its training set (MNIST, CIFAR-10); ``valid_size=0`` means no valid split."""
+    images, labels = train
+    if valid_size >= len(images):
+        raise GanrunError(
+            f"data.valid_size={valid_size} leaves no {dataset} training images (there are "
+            f"{len(images)}); lower data.valid_size"
+        )
+    cut = len(images) - valid_size
+    split_images = {"train": images[:cut], "valid": images[cut:], "test": test[0]}
+    split_labels = {"train": labels[:cut], "valid": labels[cut:], "test": test[1]}
+    if valid_size == 0:
+        del split_images["valid"], split_labels["valid"]
+    return RawData(images=split_images, labels=split_labels, **kwargs)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganrun.data.base import RawData
+from ganrun.data.base import RawData, with_valid_split
 from ganrun.data.errors import corrupt, last_line, missing, undone_on_failure
 from ganrun.errors import GanrunError
 from ganrun.schema import DataConfig
@@ -121,15 +121,11 @@ def load_cifar10(cfg: DataConfig) -> RawData:
             extra["class_names"] = [
                 n.decode("latin1") if isinstance(n, bytes) else str(n) for n in meta["label_names"]
             ]
-    n_valid = cfg.valid_size
-    if n_valid >= len(train_images):
-        raise GanrunError(
-            f"data.valid_size={n_valid} leaves no CIFAR-10 training images (there are "
-            f"{len(train_images)}); lower data.valid_size"
-        )
-    cut = len(train_images) - n_valid
-    images = {"train": train_images[:cut], "valid": train_images[cut:], "test": test_images}
-    labels = {"train": train_labels[:cut], "valid": train_labels[cut:], "test": test_labels}
-    if n_valid == 0:
-        del images["valid"], labels["valid"]
-    return RawData(images=images, labels=labels, num_classes=10, extra=extra)
+    return with_valid_split(
+        "CIFAR-10",
+        (train_images, train_labels),
+        (test_images, test_labels),
+        cfg.valid_size,
+        num_classes=10,
+        extra=extra,
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganrun.data.base import RawData
+from ganrun.data.base import RawData, with_valid_split
 from ganrun.data.errors import corrupt, last_line, missing, undone_on_failure
 from ganrun.errors import GanrunError
 from ganrun.schema import DataConfig
@@ -107,15 +107,10 @@ def load_mnist(cfg: DataConfig) -> RawData:
         )
     train_images, train_labels = read_split(*(found[n] for n in FILES["train"]))
     test_images, test_labels = read_split(*(found[n] for n in FILES["test"]))
-    n_valid = cfg.valid_size
-    if n_valid >= len(train_images):
-        raise GanrunError(
-            f"data.valid_size={n_valid} leaves no MNIST training images (there are "
-            f"{len(train_images)}); lower data.valid_size"
-        )
-    cut = len(train_images) - n_valid
-    images = {"train": train_images[:cut], "valid": train_images[cut:], "test": test_images}
-    labels = {"train": train_labels[:cut], "valid": train_labels[cut:], "test": test_labels}
-    if n_valid == 0:
-        del images["valid"], labels["valid"]
-    return RawData(images=images, labels=labels, num_classes=10)
+    return with_valid_split(
+        "MNIST",
+        (train_images, train_labels),
+        (test_images, test_labels),
+        cfg.valid_size,
+        num_classes=10,
+    )
