@@ -53,6 +53,27 @@ def test_every_experiment_composes(option):
         validate_train_config(cfg)
 
 
+def test_goodfellow2014_preset_is_the_released_setup():
+    # pylearn2 mnist.yaml: Gaussian noise (the Generator's default), SGD 0.1 with momentum 0.5 ->
+    # 0.7 over 250 epochs of 500 batches, lr / 1.000004 per update, batch 100, first 50k images.
+    with composed(["experiment=goodfellow2014_mnist"]) as cfg:
+        m, o = cfg.model, cfg.optim
+        assert (m.name, m.noise, list(m.init_range), cfg.loss.name) == (
+            "gan",
+            "normal",
+            [0.05, 0.005],
+            "non_saturating",
+        )
+        assert (o.name, o.lr, o.momentum, o.final_momentum, o.momentum_ramp_steps) == (
+            "sgd",
+            0.1,
+            0.5,
+            0.7,
+            125_000,
+        )
+        assert (o.lr_decay, o.min_lr, cfg.train.batch_size) == (1.000004, 1e-6, 100)
+
+
 def test_model_brings_paper_defaults_and_overrides_win():
     with composed(["model=wgan"]) as cfg:
         assert cfg.loss.name == "wasserstein"
@@ -100,6 +121,11 @@ def test_data_root_from_environment(monkeypatch, tmp_path):
         ("optim.lr=-1", "optim.lr"),
         ("optim.lr=0", "optim.lr"),
         ("model.noise=cauchy", "model.noise"),
+        ("model.init_range=[0.05]", "model.init_range"),
+        ("optim.lr_decay=0", "optim.lr_decay"),
+        ("optim.min_lr=-1", "optim.min_lr"),
+        ("optim.momentum_ramp_steps=-5", "optim.momentum_ramp_steps"),
+        ("optim.momentum_ramp_steps=100", "optim=adam"),
         ("model.ema_decay=1.5", "model.ema_decay"),
         ("loss=wasserstein", "needs a critic"),
         ("model.gp_weight=10", "needs a critic"),

@@ -40,6 +40,17 @@ def test_gan_2014_mnist_parameter_counts():
     assert (_count(nets.generator), _count(nets.discriminator)) == (g, d)
 
 
+def test_gan_2014_initialisation_follows_the_released_code():
+    # mnist.yaml of the 2014 code: irange .05 in G, .005 in D, zero biases.
+    _, nets = _nets("gan", 28, 1)
+    for net, irange in ((nets.generator, 0.05), (nets.discriminator, 0.005)):
+        weights = [m.weight for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        biases = [m.bias for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        assert all(w.abs().max() <= irange for w in weights)
+        assert all(w.abs().max() > 0.9 * irange for w in weights)
+        assert all(torch.count_nonzero(b) == 0 for b in biases)
+
+
 def test_dcgan_64_matches_the_reference_implementation():
     _, nets = _nets("dcgan", 64, 3)
     # The pytorch/examples DCGAN at 64x64 (nz 100, ngf = ndf = 64).

@@ -36,3 +36,25 @@ def build_optimizer(
     raise GanrunError(
         f"unknown optimizer {cfg.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}"
     )
+
+
+def scheduled(cfg: OptimConfig, step: int) -> dict[str, float]:
+    """The scheduled hyperparameters for update number ``step`` (0-based); empty when neither
+    schedule is on. A pure function of the step, so a resumed run needs no scheduler state."""
+    values: dict[str, float] = {}
+    if cfg.lr_decay != 1.0:
+        values["lr"] = max(cfg.lr / cfg.lr_decay**step, cfg.min_lr)
+    if cfg.momentum_ramp_steps > 0:
+        done = min(step / cfg.momentum_ramp_steps, 1.0)
+        values["momentum"] = cfg.momentum + done * (cfg.final_momentum - cfg.momentum)
+    return values
+
+
+def apply_schedule(
+    cfg: OptimConfig, optimizers: Iterable[torch.optim.Optimizer | None], step: int
+) -> None:
+    values = scheduled(cfg, step)
+    for opt in optimizers:
+        if opt is not None and values:
+            for group in opt.param_groups:
+                group.update(values)

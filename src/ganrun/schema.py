@@ -59,6 +59,7 @@ class ModelConfig:
     g_hidden: list[int] = field(default_factory=lambda: [1200, 1200])
     d_hidden: list[int] = field(default_factory=lambda: [240, 240])
     maxout_pieces: int = 5
+    init_range: list[float] = field(default_factory=lambda: [0.05, 0.005])  # gan: U(-r, r), G, D
     dropout_input: float = 0.0  # drop probability on D's input
     dropout_hidden: float = 0.0  # drop probability on D's hidden layers
     d_batchnorm: bool = True
@@ -85,6 +86,11 @@ class OptimConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     eps: float = 1e-8
+    # Per-step schedules of the 2014 GAN code (pylearn2's ExponentialDecay, MomentumAdjustor):
+    lr_decay: float = 1.0  # lr is divided by this after every update (1 = constant lr) ...
+    min_lr: float = 0.0  # ... but never falls below min_lr
+    final_momentum: float = 0.0  # sgd/rmsprop: momentum moves linearly to this value ...
+    momentum_ramp_steps: int = 0  # ... over this many steps (0 = constant momentum)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from ganrun.loggers import with_loggers
 from ganrun.losses import GanLoss
 from ganrun.models import Networks, sample_noise
 from ganrun.models.ema import EMA
+from ganrun.optim import apply_schedule
 from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
 from ganrun.samples import save_grid, save_reconstructions
 from ganrun.steps import STEPS
@@ -110,6 +111,7 @@ class Trainer:
         with GracefulStop() as stop:
             while self.step < cfg.steps and stop.requested is None:
                 start = time.perf_counter()
+                apply_schedule(self.cfg.optim, (self.s.opt_g, self.s.opt_d), self.step)
                 stats = self.train_step()
                 self.step += 1
                 window.append((self.step, stats, time.perf_counter() - start))

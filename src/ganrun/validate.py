@@ -60,11 +60,26 @@ def validate_train_config(cfg: DictConfig) -> None:
     )
     _require(o.momentum >= 0, f"optim.momentum={o.momentum} must be non-negative")
     _require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be non-negative")
+    _require(o.lr_decay > 0, f"optim.lr_decay={o.lr_decay} must be positive (1 = constant lr)")
+    _require(o.min_lr >= 0, f"optim.min_lr={o.min_lr} must be non-negative")
+    _require(
+        o.momentum_ramp_steps >= 0,
+        f"optim.momentum_ramp_steps={o.momentum_ramp_steps} must be non-negative (0 = off)",
+    )
+    _require(
+        o.momentum_ramp_steps == 0 or (o.name in ("sgd", "rmsprop") and o.final_momentum >= 0),
+        f"optim.momentum_ramp_steps needs optim=sgd or optim=rmsprop and a non-negative "
+        f"optim.final_momentum (got optim={o.name}, final_momentum={o.final_momentum})",
+    )
 
     m = cfg.model
     _require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
     _require(m.width >= 1, f"model.width={m.width} must be at least 1")
     _require(m.noise in ("normal", "uniform"), f"model.noise={m.noise!r} must be normal or uniform")
+    _require(
+        len(m.init_range) == 2 and all(r > 0 for r in m.init_range),
+        f"model.init_range={list(m.init_range)} must be two positive numbers (G, D)",
+    )
     _require(m.output in ("tanh", "sigmoid"), f"model.output={m.output!r} must be tanh or sigmoid")
     _require(0.0 <= m.ema_decay < 1.0, f"model.ema_decay={m.ema_decay} must be in [0, 1)")
     _require(

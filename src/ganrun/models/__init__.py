@@ -48,7 +48,7 @@ def build_model(cfg: ModelConfig, info: DataInfo) -> Networks:
 def sample_noise(
     cfg: ModelConfig, n: int, device: torch.device, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Latent codes: N(0, I), or U(-1, 1) as in the 2014 GAN's released code."""
+    """Latent codes: N(0, I) (the 2014 GAN's released code too), or U(-1, 1)."""
     if cfg.noise == "uniform":
         z = torch.rand(n, cfg.latent_dim, device=device, generator=generator)
         return z.mul_(2).sub_(1)

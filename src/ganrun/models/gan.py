@@ -1,6 +1,6 @@
 """The GAN of Goodfellow et al. 2014, as in its released MNIST setup (pylearn2 ``mnist.yaml``).
 
-G: 100-d U(-1, 1) noise -> 1200 ReLU -> 1200 ReLU -> sigmoid pixels.
+G: 100-d N(0, I) noise -> 1200 ReLU -> 1200 ReLU -> sigmoid pixels.
 D: maxout(240 units x 5 pieces) -> maxout(240 x 5) -> one logit; dropout keeps 0.8 of the
 inputs and 0.5 of the hidden units. The sigmoid of that output is D(x): the classifier losses
 apply it inside a numerically stable log. On 2-D point data (data=ring|grid) the same MLPs take
@@ -82,15 +82,16 @@ class Discriminator(nn.Module):
         return out
 
 
-def _init(module: nn.Module) -> None:
-    # The released setup draws weights uniformly from small ranges (irange .05 for G, .005 for D).
-    if isinstance(module, nn.Linear):
-        nn.init.uniform_(module.weight, -0.05, 0.05)
-        nn.init.zeros_(module.bias)
+def _init(net: nn.Module, irange: float) -> None:
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.uniform_(module.weight, -irange, irange)
+            nn.init.zeros_(module.bias)
 
 
 def build(cfg: ModelConfig, info: DataInfo) -> Networks:
     g, d = Generator(cfg, info), Discriminator(cfg, info)
-    g.apply(_init)
-    d.apply(_init)
+    # The released setup draws weights uniformly from small ranges (irange .05 for G, .005 for D).
+    _init(g, cfg.init_range[0])
+    _init(d, cfg.init_range[1])
     return Networks(g, d, "gan")
