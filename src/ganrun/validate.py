@@ -35,22 +35,16 @@ def validate_train_config(cfg: DictConfig) -> None:
         _require(t[key] >= 1, f"train.{key}={t[key]} must be at least 1")
     _require(cfg.seed >= 0, f"seed={cfg.seed} must be a non-negative integer")
 
-    _require(
-        cfg.model.name in MODELS,
-        f"unknown model {cfg.model.name!r}; choose model= one of: {', '.join(MODELS)}",
-    )
-    _require(
-        cfg.loss.name in LOSSES,
-        f"unknown loss {cfg.loss.name!r}; choose loss= one of: {', '.join(LOSSES)}",
-    )
-    _require(
-        cfg.optim.name in OPTIMIZERS,
-        f"unknown optimizer {cfg.optim.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}",
-    )
-    _require(
-        cfg.data.name in DATASETS,
-        f"unknown data set {cfg.data.name!r}; choose data= one of: {', '.join(DATASETS)}",
-    )
+    for group, name, registry, noun in (
+        ("model", cfg.model.name, MODELS, "model"),
+        ("loss", cfg.loss.name, LOSSES, "loss"),
+        ("optim", cfg.optim.name, OPTIMIZERS, "optimizer"),
+        ("data", cfg.data.name, DATASETS, "data set"),
+    ):
+        _require(
+            name in registry,
+            f"unknown {noun} {name!r}; choose {group}= one of: {', '.join(registry)}",
+        )
 
     o = cfg.optim
     _require(o.lr > 0, f"optim.lr={o.lr} must be positive")
