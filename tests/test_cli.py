@@ -52,6 +52,9 @@ def test_unknown_subcommand(tmp_path):
         (["train.batch_size=5000"], ["train.batch_size=5000", "1497"]),
         (["loss=wasserstein"], ["needs a critic"]),
         (["data.resolution=36"], ["data.resolution=36"]),
+        (["--bogus", "train.steps=2"], ["unknown option '--bogus'", "ganrun train --help"]),
+        (["--cfg", "everything"], ["--cfg", "invalid choice: 'everything'"]),
+        (["train.steps=2", "--cfg"], ["--cfg", "expected one argument"]),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, fragments):

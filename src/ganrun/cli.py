@@ -82,6 +82,22 @@ def _hydra_flag_error(exc: BaseException) -> bool:
     )
 
 
+def _flag_error(args: list[str]) -> str | None:
+    """What is wrong with the flags in ``args``, checked with Hydra's own parser before Hydra
+    runs: for a bad flag it would print its whole usage text instead of one line."""
+    import argparse
+
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.exit_on_error = False  # raise ArgumentError instead of printing usage and exiting
+    try:
+        _, unknown = parser.parse_known_args(args)
+    except argparse.ArgumentError as exc:
+        return str(exc)
+    return f"unknown option {unknown[0]!r}" if unknown else None
+
+
 def _job_failure(exc: BaseException) -> str:
     """One line for a sweep job that failed or ended early under submitit: the job's own error
     (the last line of its traceback) and where its logs are."""
@@ -125,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     if command in PENDING:
         return _fail(f"`ganrun {command}` is not available in this version yet: {PENDING[command]}")
     config_name, target, _ = SUBCOMMANDS[command]
+    flag_error = _flag_error(rest)
+    if flag_error:
+        return _fail(f"{flag_error} (run `ganrun {command} --help` for the options)")
     # Hydra re-raises instead of printing its multi-line report, so errors come back to us.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
