@@ -272,6 +272,28 @@ def test_convert_channels():
     assert convert_channels(red, 1).item() == 76  # 0.299 * 255, as PIL's convert("L")
 
 
+@pytest.mark.parametrize(
+    ("valid_size", "sizes"),
+    [
+        (None, {"train": 1497, "valid": 150, "test": 150}),  # data/digits.yaml
+        (300, {"train": 1347, "valid": 300, "test": 150}),
+        (0, {"train": 1647, "test": 150}),
+    ],
+)
+def test_digits_splits_follow_valid_size(valid_size, sizes):
+    overrides = {} if valid_size is None else {"valid_size": valid_size}
+    data = build_data(data_config("digits", **overrides), (-1.0, 1.0), CPU)
+    assert {k: len(v) for k, v in data.splits.items()} == sizes
+    # The test split is always the last 150 images, whatever valid_size is.
+    reference = build_data(data_config("digits", valid_size=0), (-1.0, 1.0), CPU)
+    assert torch.equal(data.split("test").images, reference.split("test").images)
+
+
+def test_digits_valid_size_must_leave_training_images():
+    with pytest.raises(GanrunError, match="data.valid_size=1647 leaves no digits training"):
+        build_data(data_config("digits", valid_size=1647), (-1.0, 1.0), CPU)
+
+
 def test_unknown_train_split():
     with pytest.raises(GanrunError, match="no split 'unlabeled'; choose one of: train, valid"):
         build_data(data_config("digits", train_split="unlabeled"), (-1.0, 1.0), CPU)

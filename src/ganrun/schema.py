@@ -101,7 +101,7 @@ class DataConfig:
     channels: int = 1  # 1 (grayscale) or 3 (RGB); images are converted; points: the dimension
     download: bool = True  # mnist/cifar10: fetch missing files into data.root (needs internet)
     train_split: str = "train"  # the split training draws from (tfd: unlabeled)
-    valid_size: int = 0  # examples in the valid split (mnist, cifar10, folder; ring/grid: + test)
+    valid_size: int = 0  # valid split size (mnist, cifar10, digits, folder; ring/grid: + test)
     fold: int = 0  # tfd: which of its 5 folds defines train/valid/test
     num_points: int = 0  # ring/grid: training points
     std: float = 0.0  # ring/grid: standard deviation of every mode

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ganrun.data.base import RawData
+from ganrun.data.base import RawData, with_valid_split
 from ganrun.schema import DataConfig
 
-# Fixed split of the 1,797 images (they come in a fixed order): the last 300 are held out.
-N_VALID = 150
+# The images come in a fixed order: the last 150 are the test split, and the data.valid_size
+# (default 150) before them the valid split.
 N_TEST = 150
 
 
@@ -20,14 +20,10 @@ def load_digits(cfg: DataConfig) -> RawData:
     images = torch.from_numpy(bunch.images).float().mul(255.0 / 16.0).round().to(torch.uint8)
     images = images.unsqueeze(1)  # (N, 1, 8, 8)
     labels = torch.from_numpy(bunch.target).long()
-    n_train = len(images) - N_VALID - N_TEST
-    cut = {
-        "train": (0, n_train),
-        "valid": (n_train, n_train + N_VALID),
-        "test": (n_train + N_VALID, len(images)),
-    }
-    return RawData(
-        images={k: images[a:b] for k, (a, b) in cut.items()},
-        labels={k: labels[a:b] for k, (a, b) in cut.items()},
+    return with_valid_split(
+        "digits",
+        (images[:-N_TEST], labels[:-N_TEST]),
+        (images[-N_TEST:], labels[-N_TEST:]),
+        cfg.valid_size,
         num_classes=10,
     )
