@@ -114,6 +114,25 @@ def test_sweep_scores_each_runs_last_checkpoint(cli, cache, trained, tmp_path) -
     assert out.index("/0/eval.csv") < out.index("/1/eval.csv") < out.index("/10/eval.csv")
 
 
+def test_sweep_pick_best_scores_each_runs_best_checkpoint(cli, cache, trained, tmp_path) -> None:
+    sweep = tmp_path / "multirun"
+    for job in ("0", "1"):
+        run = copy_run(trained, sweep / job)
+        shutil.copy(run / "checkpoints/step_000003.pt", run / "checkpoints/best.pt")
+    code, out, err = cli(
+        "eval", f"sweep={sweep}", "pick=best", *FAST, "eval.metrics=[fid_cnn]", cwd=tmp_path
+    )
+    assert code == 0, err
+    for job in ("0", "1"):
+        rows = list(csv.DictReader((sweep / job / "eval.csv").open()))
+        assert [(r["checkpoint"], r["step"]) for r in rows] == [("checkpoints/best.pt", "3")]
+
+    (sweep / "1/checkpoints/best.pt").unlink()
+    code, _, err = cli("eval", f"sweep={sweep}", "pick=best", *FAST, cwd=tmp_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "1/checkpoints/best.pt does not exist (1 of 2 runs" in err and "pick=last" in err
+
+
 def test_parzen_end_to_end(cli, cache, trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "run")
     code, out, err = cli(
@@ -147,6 +166,8 @@ def test_parzen_end_to_end(cli, cache, trained, tmp_path) -> None:
         (["eval.metrics=[elbo]"], "none of eval.metrics (elbo) applies"),
         (["eval.reference_split=nope"], "has no split 'nope'"),
         (["eval.num_samples=0"], "eval.num_samples=0 must be at least 1"),
+        (["pick=best"], "pick=best applies to sweep= only"),
+        (["pick=first"], "pick=first must be last or best"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

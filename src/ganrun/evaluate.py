@@ -88,6 +88,10 @@ def find_checkpoints(cfg: DictConfig) -> list[Path]:
             f"sweep=<multirun folder> (got {', '.join(given) or 'none'})"
         )
     key = given[0]
+    if cfg.pick not in ("last", "best"):
+        raise GanrunError(f"pick={cfg.pick} must be last or best")
+    if cfg.pick != "last" and key != "sweep":
+        raise GanrunError(f"pick={cfg.pick} applies to sweep= only; with {key}= leave it out")
     where = Path(cfg[key]).expanduser()
     if key == "checkpoint":
         if not where.is_file():
@@ -106,7 +110,14 @@ def find_checkpoints(cfg: DictConfig) -> list[Path]:
     runs = sorted((p.parent.parent for p in where.rglob("checkpoints/last.pt")), key=_natural)
     if not runs:
         raise GanrunError(f"sweep={cfg.sweep} holds no runs (no */checkpoints/last.pt below it)")
-    return [r / "checkpoints" / "last.pt" for r in runs]
+    picked = [r / "checkpoints" / f"{cfg.pick}.pt" for r in runs]
+    missing = [p for p in picked if not p.is_file()]
+    if missing:
+        raise GanrunError(
+            f"pick={cfg.pick}: {missing[0]} does not exist ({len(missing)} of {len(runs)} runs "
+            "lack it; best.pt is kept only by runs trained with eval.every); use pick=last"
+        )
+    return picked
 
 
 # ------------------------------------------------------------------------------------ the plan

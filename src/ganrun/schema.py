@@ -173,7 +173,8 @@ class EvalCommandConfig:
 
     checkpoint: str | None = None  # one checkpoint file
     run: str | None = None  # a run folder: every checkpoints/step_*.pt (and last.pt)
-    sweep: str | None = None  # a multirun folder: every run's checkpoints/last.pt
+    sweep: str | None = None  # a multirun folder: every run's checkpoints/<pick>.pt
+    pick: str = "last"  # sweep=: score each run's last.pt, or its best.pt (kept by eval.every)
     data_root: str | None = None  # where the data lives now, if not the run's data.root
     device: DeviceConfig = field(default_factory=DeviceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
