@@ -54,7 +54,7 @@ def apply_schedule(
     cfg: OptimConfig, optimizers: Iterable[torch.optim.Optimizer | None], step: int
 ) -> None:
     values = scheduled(cfg, step)
-    for opt in optimizers:
-        if opt is not None and values:
-            for group in opt.param_groups:
+    if values:
+        for opt in optimizers:
+            for group in opt.param_groups if opt is not None else ():
                 group.update(values)
