@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import TINY, assert_one_line_error, run_cli
@@ -107,3 +111,20 @@ def test_failed_submitit_job_is_one_line():
     assert _job_failure(timed_out) == (
         "a sweep job failed: Job not requeued because: timed-out too many times."
     )
+
+
+def test_closed_stdout_ends_quietly(tmp_path):
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone, as after `ganrun train --help | head -1`
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ganrun", "train", "--help"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (141, "")

@@ -122,7 +122,16 @@ def _fail(message: str, code: int = 2, label: str = "error") -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # The reader went away (`ganrun train --help | head`): stop quietly, as Unix tools do,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a process killed by it
+
+
+def _main(args: list[str]) -> int:
     debug = os.environ.get("GANRUN_DEBUG", "") not in ("", "0")
     while args and args[0] in ("--debug", "--version", "-V"):
         flag = args.pop(0)
