@@ -72,6 +72,7 @@ def test_goodfellow2014_preset_is_the_released_setup():
             125_000,
         )
         assert (o.lr_decay, o.min_lr, cfg.train.batch_size) == (1.000004, 1e-6, 100)
+        assert m.output_bias == "data_mean"  # init_sigmoid_bias_from_marginals
 
 
 def test_model_brings_paper_defaults_and_overrides_win():
@@ -122,6 +123,8 @@ def test_data_root_from_environment(monkeypatch, tmp_path):
         ("optim.lr=0", "optim.lr"),
         ("model.noise=cauchy", "model.noise"),
         ("model.init_range=[0.05]", "model.init_range"),
+        ("model.output_bias=mean", "model.output_bias"),
+        ("model.output_bias=data_mean", "a model=gan option"),
         ("optim.lr_decay=0", "optim.lr_decay"),
         ("optim.min_lr=-1", "optim.min_lr"),
         ("optim.momentum_ramp_steps=-5", "optim.momentum_ramp_steps"),

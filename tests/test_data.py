@@ -262,6 +262,25 @@ def test_resident_split_scales_and_walks_epochs():
     assert torch.allclose(x.view(-1), images[y].float().view(-1) / 255)
 
 
+def test_split_mean_is_the_mean_example_in_the_value_range():
+    images = torch.randint(0, 256, (9000, 2, 3, 3), dtype=torch.uint8)  # three chunks
+    expected = images.double().mean(dim=0) / 255 * 2 - 1
+    mean = ResidentSplit(images, None, (-1.0, 1.0), CPU).mean()
+    assert mean.dtype == torch.float32 and torch.allclose(mean.double(), expected, atol=1e-6)
+    points = torch.randn(20, 2)
+    assert torch.allclose(PointSplit(points, None, CPU).mean(), points.mean(dim=0), atol=1e-6)
+
+
+def test_data_info_holds_the_training_mean(tmp_path):
+    data = build_data(data_config("digits"), (0.0, 1.0), CPU)
+    x, _ = data.train.all()
+    assert data.info.mean.shape == x.shape[1:]
+    assert torch.allclose(data.info.mean, x.mean(dim=0), atol=1e-6)
+    make_folder(tmp_path, flat=3, size=(9, 9))
+    streamed = build_data(data_config("folder", tmp_path, resolution=8, num_workers=0), (0, 1), CPU)
+    assert streamed.info.mean is None  # streamed data is never read whole
+
+
 def test_convert_channels():
     gray = torch.randint(0, 256, (2, 1, 4, 4), dtype=torch.uint8)
     rgb = convert_channels(gray, 3)

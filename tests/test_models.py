@@ -51,6 +51,37 @@ def test_gan_2014_initialisation_follows_the_released_code():
         assert all(torch.count_nonzero(b) == 0 for b in biases)
 
 
+@pytest.mark.parametrize(("output", "lo"), [("sigmoid", 0.0), ("tanh", -1.0)])
+def test_gan_output_bias_from_the_data_mean(output, lo):
+    # pylearn2's init_sigmoid_bias_from_marginals: an untrained G puts out the mean image, with
+    # always-dark and always-bright pixels clipped to 1e-7 from the ends of the range.
+    mean = torch.rand(1, 4, 4) * (1 - lo) + lo
+    mean[0, 0, :2] = torch.tensor([lo, 1.0])
+    with composed(["model=gan", "model.output_bias=data_mean", f"model.output={output}"]) as cfg:
+        info = DataInfo("test", 1, 4, 0, (lo, 1.0), mean=mean)
+        g = build_model(cfg.model, info).generator
+    last = [m for m in g.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+    out = g(torch.randn(3, 100))
+    expected = mean.clamp(lo + 1e-7, 1 - 1e-7).expand(3, 1, 4, 4)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.isfinite(last.bias).all() and last.bias[0] < -8 and last.bias[1] > 8
+
+
+def test_gan_output_bias_on_points_is_the_mean_point_and_needs_held_data():
+    mean = torch.tensor([0.5, -2.0])
+    with composed(["model=gan", "model.output_bias=data_mean"]) as cfg:
+        g = build_model(cfg.model, DataInfo("ring", 2, 0, 0, (0, 1), "points", mean=mean)).generator
+        assert torch.equal(
+            [m for m in g.modules() if isinstance(m, torch.nn.Linear)][-1].bias, mean
+        )
+        with pytest.raises(
+            GanrunError, match="data=folder is streamed; use model.output_bias=zero"
+        ):
+            build_model(cfg.model, DataInfo("folder", 1, 4, 0, (0, 1)))
+
+
 def test_dcgan_64_matches_the_reference_implementation():
     _, nets = _nets("dcgan", 64, 3)
     # The pytorch/examples DCGAN at 64x64 (nz 100, ngf = ndf = 64).

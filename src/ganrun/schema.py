@@ -60,6 +60,9 @@ class ModelConfig:
     d_hidden: list[int] = field(default_factory=lambda: [240, 240])
     maxout_pieces: int = 5
     init_range: list[float] = field(default_factory=lambda: [0.05, 0.005])  # gan: U(-r, r), G, D
+    # gan: G's output bias starts at zero, or (data_mean) so that an untrained G already puts out
+    # the training split's mean image, as the 2014 released code started its sigmoid layer.
+    output_bias: str = "zero"
     dropout_input: float = 0.0  # drop probability on D's input
     dropout_hidden: float = 0.0  # drop probability on D's hidden layers
     d_batchnorm: bool = True

@@ -75,6 +75,15 @@ def validate_train_config(cfg: DictConfig) -> None:
         f"model.init_range={list(m.init_range)} must be two positive numbers (G, D)",
     )
     _require(m.output in ("tanh", "sigmoid"), f"model.output={m.output!r} must be tanh or sigmoid")
+    _require(
+        m.output_bias in ("zero", "data_mean"),
+        f"model.output_bias={m.output_bias!r} must be zero or data_mean",
+    )
+    _require(
+        m.output_bias == "zero" or m.name == "gan",
+        f"model.output_bias=data_mean is a model=gan option; model={m.name} has no per-pixel "
+        "output bias, use model.output_bias=zero",
+    )
     _require(0.0 <= m.ema_decay < 1.0, f"model.ema_decay={m.ema_decay} must be in [0, 1)")
     _require(
         not (LOSSES[cfg.loss.name].needs_critic and not m.critic),

@@ -160,5 +160,7 @@ def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.
             extra=dict(raw.extra),
         )
     data = Data(info, splits, cfg.train_split)
-    data.split(cfg.train_split)  # an unknown split fails here, before anything is written
+    train = data.split(cfg.train_split)  # an unknown split fails here, before anything is written
+    if isinstance(train, ResidentSplit):
+        info.mean = train.mean()
     return data

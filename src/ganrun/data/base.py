@@ -39,6 +39,9 @@ class DataInfo:
     kind: str = "image"  # image | points
     # kind="points": {"centers": float tensor (M, D) of mode centres, "std": float}
     extra: dict = field(default_factory=dict)
+    # The training split's mean example (C, H, W) or point (D,), in value_range; None for data
+    # that is streamed rather than held (data=folder).
+    mean: torch.Tensor | None = None
 
 
 def with_valid_split(

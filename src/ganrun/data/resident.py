@@ -39,6 +39,15 @@ class ResidentSplit:
         """uint8 images -> float32 in this split's value range."""
         return images.float().mul_(self.scale).add_(self.offset)
 
+    def mean(self) -> torch.Tensor:
+        """The mean example, float32 in this split's value range."""
+        # Chunked, so a large split never exists as float all at once; float32 chunk sums of
+        # uint8 are exact, and MPS has no float64.
+        total = torch.zeros(self.images.shape[1:], dtype=torch.float32, device=self.device)
+        for chunk in self.images.split(4096):
+            total += chunk.sum(dim=0, dtype=torch.float32)
+        return total.div_(len(self)).mul_(self.scale).add_(self.offset)
+
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
         self._order = torch.empty(0, dtype=torch.long, device=self.device)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganrun.data.base import DataInfo
+from ganrun.errors import GanrunError
 from ganrun.models.base import Networks
 from ganrun.schema import ModelConfig
 
@@ -89,9 +90,31 @@ def _init(net: nn.Module, irange: float) -> None:
             nn.init.zeros_(module.bias)
 
 
+def _mean_output_bias(cfg: ModelConfig, info: DataInfo) -> torch.Tensor:
+    """The bias whose output activation is the data's mean: logit for sigmoid (clipped to
+    [1e-7, 1 - 1e-7], so always-black pixels get a finite bias, as pylearn2's
+    ``init_sigmoid_bias_from_marginals`` does), atanh for tanh, itself for points."""
+    if info.mean is None:
+        raise GanrunError(
+            f"model.output_bias=data_mean needs the training split in memory, but data="
+            f"{info.name} is streamed; use model.output_bias=zero"
+        )
+    mean = info.mean.detach().to("cpu", torch.float64).flatten()  # MPS has no float64
+    if info.kind == "points":
+        return mean.float()
+    eps = 1e-7
+    if cfg.output == "sigmoid":
+        return torch.logit(mean.clamp(eps, 1 - eps)).float()
+    return torch.atanh(mean.clamp(-1 + eps, 1 - eps)).float()
+
+
 def build(cfg: ModelConfig, info: DataInfo) -> Networks:
     g, d = Generator(cfg, info), Discriminator(cfg, info)
     # The released setup draws weights uniformly from small ranges (irange .05 for G, .005 for D).
     _init(g, cfg.init_range[0])
     _init(d, cfg.init_range[1])
+    if cfg.output_bias == "data_mean":
+        last = [m for m in g.net if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.copy_(_mean_output_bias(cfg, info))
     return Networks(g, d, "gan")
