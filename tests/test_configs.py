@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -73,6 +75,8 @@ def test_goodfellow2014_preset_is_the_released_setup():
         )
         assert (o.lr_decay, o.min_lr, cfg.train.batch_size) == (1.000004, 1e-6, 100)
         assert m.output_bias == "data_mean"  # init_sigmoid_bias_from_marginals
+        # AdversaryCost2: one simultaneous update; D's objective is 0.5 * (its two BCE terms).
+        assert (cfg.train.simultaneous, o.d_lr_scale) == (True, 0.5)
 
 
 def test_model_brings_paper_defaults_and_overrides_win():
@@ -124,6 +128,7 @@ def test_data_root_from_environment(monkeypatch, tmp_path):
         ("model.noise=cauchy", "model.noise"),
         ("model.init_range=[0.05]", "model.init_range"),
         ("model.output_bias=mean", "model.output_bias"),
+        ("optim.d_lr_scale=0", "optim.d_lr_scale"),
         ("model.output_bias=data_mean", "a model=gan option"),
         ("optim.lr_decay=0", "optim.lr_decay"),
         ("optim.min_lr=-1", "optim.min_lr"),
@@ -140,4 +145,17 @@ def test_validation_rejects(override, fragment):
         composed([override]) as cfg,
         pytest.raises(GanrunError, match=fragment.replace(".", r"\.")),
     ):
+        validate_train_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["model=wgan", "train.simultaneous=true"], "needs train.d_steps=1 (got 5)"),
+        (["model=vae", "train.simultaneous=true"], "and a GAN (got model=vae)"),
+        (["model=wgan_gp", "train.simultaneous=true", "train.d_steps=1"], "no gradient penalty"),
+    ],
+)
+def test_simultaneous_update_needs_one_plain_d_step(overrides, fragment):
+    with composed(overrides) as cfg, pytest.raises(GanrunError, match=re.escape(fragment)):
         validate_train_config(cfg)

@@ -50,14 +50,31 @@ def test_momentum_ramps_linearly_then_stays():
     assert scheduled(cfg, 5000)["momentum"] == pytest.approx(0.7)
 
 
-def test_apply_schedule_sets_every_group_and_skips_missing_optimizers():
+def test_apply_schedule_sets_every_group_and_skips_a_missing_d():
     cfg = _sgd(lr_decay=2.0, final_momentum=0.9, momentum_ramp_steps=4)
     opt = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
     opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
-    apply_schedule(cfg, (opt, None), 2)
+    apply_schedule(cfg, opt, None, 2)
     for group in opt.param_groups:
         assert group["lr"] == pytest.approx(0.025)
         assert group["momentum"] == pytest.approx(0.7)
+
+
+def test_d_lr_scale_holds_at_build_and_under_the_schedule():
+    cfg = _sgd(d_lr_scale=0.5, lr_decay=2.0, min_lr=0.02)
+    opt_g = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
+    opt_d = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))], lr_scale=cfg.d_lr_scale)
+    assert (opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]) == (0.1, 0.05)
+    apply_schedule(cfg, opt_g, opt_d, 1)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.025)
+    apply_schedule(cfg, opt_g, opt_d, 10)  # G at the floor; D at half of it, as in the 2014 code
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.02)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.01)
+    # The momentum ramp is shared: both players' momentum follows the same schedule.
+    ramp = _sgd(d_lr_scale=0.5, final_momentum=0.9, momentum_ramp_steps=4)
+    apply_schedule(ramp, opt_g, opt_d, 2)
+    assert opt_d.param_groups[0]["momentum"] == opt_g.param_groups[0]["momentum"]
+    assert opt_d.param_groups[0]["momentum"] == pytest.approx(0.7)
 
 
 SCHEDULE = [

@@ -102,6 +102,12 @@ class Distributed:
                 f"torchrun (DDP) training supports GANs; model={setup.cfg.model.name}"
                 f" is a {setup.nets.kind}: train it in one process (plain ganrun)"
             )
+        if setup.cfg.train.simultaneous:
+            # Its two partial backward passes are not how DDP expects gradients to arrive.
+            raise GanrunError(
+                "train.simultaneous=true is not supported under torchrun (DDP); train it in "
+                "one process (plain ganrun) or use train.simultaneous=false"
+            )
         train = setup.data.train
         if hasattr(train, "images"):
             train.images = train.images[self.rank :: self.world_size]

@@ -13,25 +13,28 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 def build_optimizer(
-    cfg: OptimConfig, params: Iterable[torch.nn.Parameter], fused: bool = False
+    cfg: OptimConfig,
+    params: Iterable[torch.nn.Parameter],
+    fused: bool = False,
+    lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
-    """``fused`` selects the single-kernel Adam (CUDA); results match the default to rounding."""
+    """``fused`` selects the single-kernel Adam (CUDA); results match the default to rounding.
+    The learning rate is ``cfg.lr * lr_scale`` (D's optimizer gets ``optim.d_lr_scale``)."""
+    lr = cfg.lr * lr_scale
     if cfg.name == "adam":
         return torch.optim.Adam(
             params,
-            lr=cfg.lr,
+            lr=lr,
             betas=tuple(cfg.betas),
             eps=cfg.eps,
             weight_decay=cfg.weight_decay,
             fused=fused or None,
         )
     if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(
-            params, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps, weight_decay=cfg.weight_decay
+            params, lr=lr, momentum=cfg.momentum, eps=cfg.eps, weight_decay=cfg.weight_decay
         )
     raise GanrunError(
         f"unknown optimizer {cfg.name!r}; choose optim= one of: {', '.join(OPTIMIZERS)}"
@@ -51,10 +54,19 @@ def scheduled(cfg: OptimConfig, step: int) -> dict[str, float]:
 
 
 def apply_schedule(
-    cfg: OptimConfig, optimizers: Iterable[torch.optim.Optimizer | None], step: int
+    cfg: OptimConfig,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer | None,
+    step: int,
 ) -> None:
     values = scheduled(cfg, step)
-    if values:
-        for opt in optimizers:
-            for group in opt.param_groups if opt is not None else ():
-                group.update(values)
+    if not values:
+        return
+    for group in opt_g.param_groups:
+        group.update(values)
+    if opt_d is not None:
+        d_values = dict(values)
+        if "lr" in values:
+            d_values["lr"] = values["lr"] * cfg.d_lr_scale
+        for group in opt_d.param_groups:
+            group.update(d_values)

@@ -34,6 +34,9 @@ class TrainConfig:
     steps: int = 2000  # generator (or, for a VAE, optimizer) steps
     batch_size: int = 64
     d_steps: int = 1  # discriminator/critic steps per generator step (k of Algorithm 1)
+    # G and D update together from one forward pass (the 2014 released code) instead of D first
+    # and then G through the updated D (Algorithm 1); needs d_steps=1.
+    simultaneous: bool = False
     sample_every: int = 200
     checkpoint_every: int = 500
     log_every: int = 25
@@ -89,6 +92,9 @@ class OptimConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     eps: float = 1e-8
+    # D's learning rate is lr * d_lr_scale (separate rates as in TTUR; 0.5 is the 2014 code,
+    # whose D objective was half the summed cross-entropies).
+    d_lr_scale: float = 1.0
     # Per-step schedules of the 2014 GAN code (pylearn2's ExponentialDecay, MomentumAdjustor):
     lr_decay: float = 1.0  # lr is divided by this after every update (1 = constant lr) ...
     min_lr: float = 0.0  # ... but never falls below min_lr

@@ -61,6 +61,36 @@ def gan_step(t: Trainer) -> dict[str, torch.Tensor]:
     }
 
 
+def simultaneous_gan_step(t: Trainer) -> dict[str, torch.Tensor]:
+    """G and D step together (``train.simultaneous=true``), as the 2014 released code did: one
+    forward pass, so G's objective sees D's pre-update weights and the same dropout masks."""
+    G, D, loss, cfg = t.G, t.D, t.s.loss, t.cfg
+    n = cfg.train.batch_size
+
+    D.requires_grad_(True)
+    real, labels = t.s.data.train.batch(n)
+    fake = G(t.noise(n), labels)
+    d_real, d_fake = D(real, labels), D(fake, labels)
+    loss_d, loss_g = loss.d(d_real, d_fake), loss.g(d_fake)
+    t.s.opt_d.zero_grad(set_to_none=True)
+    t.s.opt_g.zero_grad(set_to_none=True)
+    # Each loss differentiates only its own player's weights: D's loss must not move G.
+    loss_d.backward(inputs=list(D.parameters()), retain_graph=True)
+    loss_g.backward(inputs=list(G.parameters()))
+    t.s.opt_d.step()
+    t.s.opt_g.step()
+    if t.ema is not None:
+        t.ema.update(G)
+
+    critic = cfg.model.critic
+    return {
+        "loss_d": loss_d.detach(),
+        "loss_g": loss_g.detach(),
+        "d_real": d_of(d_real.detach(), critic).mean(),
+        "d_fake": d_of(d_fake.detach(), critic).mean(),
+    }
+
+
 def vae_step(t: Trainer) -> dict[str, torch.Tensor]:
     """One step on the negative ELBO, averaged over the batch (nats per example)."""
     vae = t.G
@@ -77,5 +107,11 @@ def vae_step(t: Trainer) -> dict[str, torch.Tensor]:
 
 STEPS: dict[str, Callable[[Trainer], dict[str, torch.Tensor]]] = {
     "gan": gan_step,
+    "gan_simultaneous": simultaneous_gan_step,
     "vae": vae_step,
 }
+
+
+def step_for(kind: str, simultaneous: bool) -> Callable[[Trainer], dict[str, torch.Tensor]]:
+    """The step a model kind trains with; ``train.simultaneous`` picks the 2014 code's update."""
+    return STEPS[f"{kind}_simultaneous" if simultaneous else kind]

@@ -74,7 +74,9 @@ def build_setup(cfg: DictConfig) -> Setup:
     opt_g = build_optimizer(cfg.optim, nets.generator.parameters(), fused=fused)
     opt_d = None
     if nets.discriminator is not None:
-        opt_d = build_optimizer(cfg.optim, nets.discriminator.parameters(), fused=fused)
+        opt_d = build_optimizer(
+            cfg.optim, nets.discriminator.parameters(), fused=fused, lr_scale=cfg.optim.d_lr_scale
+        )
     return Setup(cfg, device, data, nets, LOSSES[cfg.loss.name], opt_g, opt_d, ema)
 
 

@@ -33,7 +33,7 @@ from ganrun.models.ema import EMA
 from ganrun.optim import apply_schedule
 from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
 from ganrun.samples import save_grid, save_reconstructions
-from ganrun.steps import STEPS
+from ganrun.steps import step_for
 from ganrun.stopping import GracefulStop, RunInterrupted
 
 log = logging.getLogger("ganrun")
@@ -106,12 +106,13 @@ class Trainer:
         )
         window: list[tuple[int, dict[str, torch.Tensor], float]] = []
         last: dict[str, float] = {}
-        self.train_step = functools.partial(STEPS[self.s.nets.kind], self)
+        step = step_for(self.s.nets.kind, self.cfg.train.simultaneous)
+        self.train_step = functools.partial(step, self)
         self.G.train()
         with GracefulStop() as stop:
             while self.step < cfg.steps and stop.requested is None:
                 start = time.perf_counter()
-                apply_schedule(self.cfg.optim, (self.s.opt_g, self.s.opt_d), self.step)
+                apply_schedule(self.cfg.optim, self.s.opt_g, self.s.opt_d, self.step)
                 stats = self.train_step()
                 self.step += 1
                 window.append((self.step, stats, time.perf_counter() - start))

@@ -33,6 +33,16 @@ def validate_train_config(cfg: DictConfig) -> None:
         "num_samples",
     ):
         _require(t[key] >= 1, f"train.{key}={t[key]} must be at least 1")
+    _require(
+        not t.simultaneous or (t.d_steps == 1 and cfg.model.name != "vae"),
+        f"train.simultaneous=true updates one D step together with each G step: it needs "
+        f"train.d_steps=1 (got {t.d_steps}) and a GAN (got model={cfg.model.name})",
+    )
+    _require(
+        not t.simultaneous or (cfg.model.gp_weight == 0 and cfg.model.clip_value == 0),
+        "train.simultaneous=true has no gradient penalty or weight clipping; use it with "
+        "model.gp_weight=0 and model.clip_value=0",
+    )
     _require(cfg.seed >= 0, f"seed={cfg.seed} must be a non-negative integer")
 
     for group, name, registry, noun in (
@@ -54,6 +64,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     )
     _require(o.momentum >= 0, f"optim.momentum={o.momentum} must be non-negative")
     _require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be non-negative")
+    _require(o.d_lr_scale > 0, f"optim.d_lr_scale={o.d_lr_scale} must be positive")
     _require(o.lr_decay > 0, f"optim.lr_decay={o.lr_decay} must be positive (1 = constant lr)")
     _require(o.min_lr >= 0, f"optim.min_lr={o.min_lr} must be non-negative")
     _require(
