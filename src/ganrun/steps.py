@@ -18,6 +18,21 @@ if TYPE_CHECKING:
     from ganrun.trainer import Trainer
 
 
+def _gan_stats(
+    loss_d: torch.Tensor,
+    loss_g: torch.Tensor,
+    d_real: torch.Tensor,
+    d_fake: torch.Tensor,
+    critic: bool,
+) -> dict[str, torch.Tensor]:
+    return {
+        "loss_d": loss_d.detach(),
+        "loss_g": loss_g.detach(),
+        "d_real": d_of(d_real.detach(), critic).mean(),
+        "d_fake": d_of(d_fake.detach(), critic).mean(),
+    }
+
+
 def gan_step(t: Trainer) -> dict[str, torch.Tensor]:
     """``train.d_steps`` discriminator steps, then one generator step (Algorithm 1, 2014)."""
     G, D, loss, cfg = t.G, t.D, t.s.loss, t.cfg
@@ -52,13 +67,7 @@ def gan_step(t: Trainer) -> dict[str, torch.Tensor]:
     if t.ema is not None:
         t.ema.update(G)
 
-    critic = cfg.model.critic
-    return {
-        "loss_d": loss_d.detach(),
-        "loss_g": loss_g.detach(),
-        "d_real": d_of(d_real.detach(), critic).mean(),
-        "d_fake": d_of(d_fake.detach(), critic).mean(),
-    }
+    return _gan_stats(loss_d, loss_g, d_real, d_fake, cfg.model.critic)
 
 
 def simultaneous_gan_step(t: Trainer) -> dict[str, torch.Tensor]:
@@ -82,13 +91,7 @@ def simultaneous_gan_step(t: Trainer) -> dict[str, torch.Tensor]:
     if t.ema is not None:
         t.ema.update(G)
 
-    critic = cfg.model.critic
-    return {
-        "loss_d": loss_d.detach(),
-        "loss_g": loss_g.detach(),
-        "d_real": d_of(d_real.detach(), critic).mean(),
-        "d_fake": d_of(d_fake.detach(), critic).mean(),
-    }
+    return _gan_stats(loss_d, loss_g, d_real, d_fake, cfg.model.critic)
 
 
 def vae_step(t: Trainer) -> dict[str, torch.Tensor]:
