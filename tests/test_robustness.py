@@ -103,6 +103,28 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 41))
 
 
+def test_signal_after_the_step_still_gets_its_checkpoint(cli, tmp_path, monkeypatch):
+    # SIGTERM lands while step 3's metrics are written, after the loop has decided that step 3
+    # needs no checkpoint: the run must do one more step and save it, never stop without one.
+    import ganrun.trainer
+
+    real_write = ganrun.trainer.MetricsLog.write
+
+    def write_then_signal(self, window):
+        out = real_write(self, window)
+        if window and window[-1][0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(ganrun.trainer.MetricsLog, "write", write_then_signal)
+    code, _, err = cli(
+        "train", *LONG, "train.steps=10", "train.log_every=1", "hydra.run.dir=run", cwd=tmp_path
+    )
+    assert code == 128 + signal.SIGTERM, err
+    assert "stopped after step 4/10" in err
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 4
+
+
 def test_divergence_stops_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypatch):
     real_step = STEPS["gan"]
 

@@ -110,7 +110,9 @@ class Trainer:
         self.train_step = functools.partial(step, self)
         self.G.train()
         with GracefulStop() as stop:
-            while self.step < cfg.steps and stop.requested is None:
+            # The loop ends only through `done`: a signal that lands after `done` was computed
+            # must still get its checkpoint, one step later, before the run stops.
+            while self.step < cfg.steps:
                 start = time.perf_counter()
                 apply_schedule(self.cfg.optim, self.s.opt_g, self.s.opt_d, self.step)
                 stats = self.train_step()
@@ -136,6 +138,8 @@ class Trainer:
                 every = self.cfg.eval.every
                 if every and self.evaluates and self.step % every == 0:
                     self.evaluate_and_keep_best()
+                if done:
+                    break
         bar.close()
         metrics.close()
         if stop.requested is not None:
