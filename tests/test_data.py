@@ -271,14 +271,15 @@ def test_split_mean_is_the_mean_example_in_the_value_range():
     assert torch.allclose(PointSplit(points, None, CPU).mean(), points.mean(dim=0), atol=1e-6)
 
 
-def test_data_info_holds_the_training_mean(tmp_path):
+def test_data_info_gives_the_training_mean(tmp_path):
     data = build_data(data_config("digits"), (0.0, 1.0), CPU)
     x, _ = data.train.all()
-    assert data.info.mean.shape == x.shape[1:]
-    assert torch.allclose(data.info.mean, x.mean(dim=0), atol=1e-6)
+    mean = data.info.train_mean()
+    assert mean.shape == x.shape[1:]
+    assert torch.allclose(mean, x.mean(dim=0), atol=1e-6)
     make_folder(tmp_path, flat=3, size=(9, 9))
     streamed = build_data(data_config("folder", tmp_path, resolution=8, num_workers=0), (0, 1), CPU)
-    assert streamed.info.mean is None  # streamed data is never read whole
+    assert streamed.info.train_mean is None  # streamed data is never read whole
 
 
 def test_convert_channels():

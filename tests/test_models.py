@@ -58,7 +58,7 @@ def test_gan_output_bias_from_the_data_mean(output, lo):
     mean = torch.rand(1, 4, 4) * (1 - lo) + lo
     mean[0, 0, :2] = torch.tensor([lo, 1.0])
     with composed(["model=gan", "model.output_bias=data_mean", f"model.output={output}"]) as cfg:
-        info = DataInfo("test", 1, 4, 0, (lo, 1.0), mean=mean)
+        info = DataInfo("test", 1, 4, 0, (lo, 1.0), train_mean=lambda: mean)
         g = build_model(cfg.model, info).generator
     last = [m for m in g.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
@@ -72,7 +72,9 @@ def test_gan_output_bias_from_the_data_mean(output, lo):
 def test_gan_output_bias_on_points_is_the_mean_point_and_needs_held_data():
     mean = torch.tensor([0.5, -2.0])
     with composed(["model=gan", "model.output_bias=data_mean"]) as cfg:
-        g = build_model(cfg.model, DataInfo("ring", 2, 0, 0, (0, 1), "points", mean=mean)).generator
+        g = build_model(
+            cfg.model, DataInfo("ring", 2, 0, 0, (0, 1), "points", train_mean=lambda: mean)
+        ).generator
         assert torch.equal(
             [m for m in g.modules() if isinstance(m, torch.nn.Linear)][-1].bias, mean
         )

@@ -17,6 +17,7 @@ from ganrun.steps import gan_step, simultaneous_gan_step, step_for
 from tests.conftest import TINY
 
 LR = 0.1
+LOSS = LOSSES["non_saturating"]
 
 
 class _Net(nn.Module):
@@ -39,7 +40,7 @@ def _trainer(G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor) ->
     )
     data = SimpleNamespace(train=SimpleNamespace(batch=lambda n: (real, None)))
     s = SimpleNamespace(
-        loss=LOSSES["non_saturating"],
+        loss=LOSS,
         opt_g=torch.optim.SGD(G.parameters(), lr=LR),
         opt_d=torch.optim.SGD(D.parameters(), lr=LR),
         data=data,
@@ -53,11 +54,16 @@ def _sgd(net: nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     return {n: p.detach() - LR * g for n, p, g in zip(names, params, grads, strict=True)}
 
 
-def _setup():
+def _start() -> SimpleNamespace:
+    """Two small players, one batch, and D's update written out by hand: the same in both
+    steps, since D always steps first from the pre-update weights."""
     torch.manual_seed(0)
     G, D = _Net(3, 2), _Net(2, 1)
     real, z = torch.randn(8, 2), torch.randn(8, 3)
-    return G, D, real, z
+    g0, d0 = copy.deepcopy(G), copy.deepcopy(D)
+    fake = g0(z)
+    expected_d = _sgd(d0, LOSS.d(d0(real), d0(fake.detach())))
+    return SimpleNamespace(G=G, D=D, real=real, z=z, g0=g0, d0=d0, fake=fake, expected_d=expected_d)
 
 
 def _assert_weights(net: nn.Module, expected: dict[str, torch.Tensor]) -> None:
@@ -66,32 +72,24 @@ def _assert_weights(net: nn.Module, expected: dict[str, torch.Tensor]) -> None:
 
 
 def test_simultaneous_step_moves_both_players_from_the_pre_update_weights():
-    G, D, real, z = _setup()
-    g0, d0 = copy.deepcopy(G), copy.deepcopy(D)
-    loss = LOSSES["non_saturating"]
-    fake = g0(z)
-    expected_d = _sgd(d0, loss.d(d0(real), d0(fake.detach())))
-    expected_g = _sgd(g0, loss.g(d0(fake)))  # through D before its update
+    c = _start()
+    expected_g = _sgd(c.g0, LOSS.g(c.d0(c.fake)))  # through D before its update
 
-    stats = simultaneous_gan_step(_trainer(G, D, real, z))
-    _assert_weights(D, expected_d)
-    _assert_weights(G, expected_g)
+    stats = simultaneous_gan_step(_trainer(c.G, c.D, c.real, c.z))
+    _assert_weights(c.D, c.expected_d)
+    _assert_weights(c.G, expected_g)
     assert set(stats) == {"loss_d", "loss_g", "d_real", "d_fake"}
 
 
 def test_alternating_step_moves_g_through_the_updated_d():
-    G, D, real, z = _setup()
-    g0, d0 = copy.deepcopy(G), copy.deepcopy(D)
-    loss = LOSSES["non_saturating"]
-    fake = g0(z)
-    expected_d = _sgd(d0, loss.d(d0(real), d0(fake.detach())))
-    d1 = copy.deepcopy(d0)
-    d1.load_state_dict(expected_d)
-    expected_g = _sgd(g0, loss.g(d1(fake)))
+    c = _start()
+    d1 = copy.deepcopy(c.d0)
+    d1.load_state_dict(c.expected_d)
+    expected_g = _sgd(c.g0, LOSS.g(d1(c.fake)))
 
-    gan_step(_trainer(G, D, real, z))
-    _assert_weights(D, expected_d)
-    _assert_weights(G, expected_g)
+    gan_step(_trainer(c.G, c.D, c.real, c.z))
+    _assert_weights(c.D, c.expected_d)
+    _assert_weights(c.G, expected_g)
 
 
 def test_step_for_picks_the_update():

@@ -162,5 +162,5 @@ def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.
     data = Data(info, splits, cfg.train_split)
     train = data.split(cfg.train_split)  # an unknown split fails here, before anything is written
     if isinstance(train, ResidentSplit):
-        info.mean = train.mean()
+        info.train_mean = train.mean
     return data

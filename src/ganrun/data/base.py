@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -39,9 +40,10 @@ class DataInfo:
     kind: str = "image"  # image | points
     # kind="points": {"centers": float tensor (M, D) of mode centres, "std": float}
     extra: dict = field(default_factory=dict)
-    # The training split's mean example (C, H, W) or point (D,), in value_range; None for data
-    # that is streamed rather than held (data=folder).
-    mean: torch.Tensor | None = None
+    # Computes the training split's mean example (C, H, W) or point (D,), in value_range: a full
+    # pass over the split, so only models that need it call it. None for data that is streamed
+    # rather than held (data=folder).
+    train_mean: Callable[[], torch.Tensor] | None = None
 
 
 def with_valid_split(

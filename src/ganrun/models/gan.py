@@ -94,12 +94,12 @@ def _mean_output_bias(cfg: ModelConfig, info: DataInfo) -> torch.Tensor:
     """The bias whose output activation is the data's mean: logit for sigmoid (clipped to
     [1e-7, 1 - 1e-7], so always-black pixels get a finite bias, as pylearn2's
     ``init_sigmoid_bias_from_marginals`` does), atanh for tanh, itself for points."""
-    if info.mean is None:
+    if info.train_mean is None:
         raise GanrunError(
             f"model.output_bias=data_mean needs the training split in memory, but data="
             f"{info.name} is streamed; use model.output_bias=zero"
         )
-    mean = info.mean.detach().to("cpu", torch.float64).flatten()  # MPS has no float64
+    mean = info.train_mean().detach().to("cpu", torch.float64).flatten()  # MPS has no float64
     if info.kind == "points":
         return mean.float()
     eps = 1e-7
