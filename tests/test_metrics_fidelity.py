@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -10,7 +13,7 @@ from omegaconf import OmegaConf
 
 from ganrun.errors import GanrunError
 from ganrun.metrics import fidelity
-from ganrun.metrics.cache import entry_path, file_sha256, load_entry, save_entry
+from ganrun.metrics.cache import entry_path, file_sha256, load_entry, load_or_compute, save_entry
 from ganrun.schema import EvalConfig
 
 
@@ -103,3 +106,26 @@ def test_cache_entries_roundtrip_and_tolerate_damage(tmp_path) -> None:
     assert torch.equal(load_entry(path)["x"], torch.arange(3))
     path.write_bytes(b"torn")
     assert load_entry(path) is None
+
+
+def test_concurrent_misses_compute_a_cache_entry_once(tmp_path) -> None:
+    # Parallel sweep jobs evaluating at the same time must not each extract the test set.
+    path = entry_path(tmp_path, "reference", {"a": 1})
+    calls, results = [], []
+
+    def compute() -> dict:
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other thread to reach the lock
+        return {"x": torch.arange(3)}
+
+    threads = [
+        threading.Thread(target=lambda: results.append(load_or_compute(path, compute)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(cached for _, cached in results) == [False, True]
+    assert all(torch.equal(payload["x"], torch.arange(3)) for payload, _ in results)

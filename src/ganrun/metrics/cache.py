@@ -4,6 +4,8 @@ Entries live under ``eval.cache_dir`` (``$GANRUN_CACHE_DIR``, else ``~/.cache/ga
 per key, named by a hash of the key so that any change to what the entry depends on (data set,
 split, resolution, feature extractor, its weights, sample count, seed) lands in a new file. Files
 are written atomically and read with ``weights_only=True``; an unreadable one is recomputed.
+Concurrent processes (the jobs of a parallel sweep) that miss the same entry take turns on a lock
+file beside it, so the test set's Inception features are computed once, not once per job.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:  # POSIX; elsewhere concurrent misses each compute the entry, which is only slower
+    import fcntl
+except ImportError:  # pragma: no cover (Windows)
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 
@@ -54,6 +63,47 @@ def load_entry(path: Path) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+def load_or_compute(
+    path: Path, compute: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
+    """(payload, whether it came from the cache); a miss computes and stores it under a lock."""
+    payload = load_entry(path)
+    if payload is not None:
+        return payload, True
+    with _locked(path):
+        payload = load_entry(path)  # written by the process we waited for
+        if payload is not None:
+            return payload, True
+        payload = compute()
+        save_entry(path, payload)
+    return payload, False
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, also when the process dies
+        yield
+    finally:
+        os.close(fd)
+
+
+def _unwritable(path: Path, exc: OSError) -> GanrunError:
+    return GanrunError(
+        f"cannot write to the evaluation cache {path.parent} ({exc.strerror or exc}); "
+        "set eval.cache_dir (or $GANRUN_CACHE_DIR) to a writable folder"
+    )
+
+
 def save_entry(path: Path, payload: dict[str, Any]) -> Path:
     """Write atomically (temp file + rename), so concurrent runs never read half a file."""
     try:
@@ -67,8 +117,5 @@ def save_entry(path: Path, payload: dict[str, Any]) -> Path:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise GanrunError(
-            f"cannot write to the evaluation cache {path.parent} ({exc.strerror or exc}); "
-            "set eval.cache_dir (or $GANRUN_CACHE_DIR) to a writable folder"
-        ) from exc
+        raise _unwritable(path, exc) from exc
     return path

@@ -129,10 +129,9 @@ def classifier_extractor(data: Any, data_cfg: Any, cfg: Any, device: torch.devic
         "seed": cfg.seed,
     }
     path = cache.entry_path(cfg.cache_dir, "classifiers", key)
-    payload = cache.load_entry(path)
-    if payload is None:
-        payload = train_classifier(data, data_cfg.name, cfg.classifier_epochs, cfg.seed, device)
-        cache.save_entry(path, payload)
+    payload, _ = cache.load_or_compute(
+        path, lambda: train_classifier(data, data_cfg.name, cfg.classifier_epochs, cfg.seed, device)
+    )
     label = f"{data_cfg.name}_cnn"
     return Extractor(
         name=NAME,

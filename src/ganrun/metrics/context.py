@@ -108,9 +108,8 @@ class EvalContext:
         memo_key = str(path)
         if memo_key in _REAL_MEMO:
             return {**_REAL_MEMO[memo_key], "cached": True}
-        payload = cache.load_entry(path)
-        cached = payload is not None
-        if payload is None:
+
+        def compute() -> dict[str, Any]:
             images = gray_to_rgb(
                 real_uint8(self.split(self.cfg.reference_split), self.real_index())
             )
@@ -118,13 +117,14 @@ class EvalContext:
                 extractor.feature_layer
             ]
             stats = fid_statistics(features)
-            payload = {
+            return {
                 "features": features,
                 "mu": torch.from_numpy(stats["mu"]),
                 "sigma": torch.from_numpy(stats["sigma"]),
                 "key": repr(key),
             }
-            cache.save_entry(path, payload)
+
+        payload, cached = cache.load_or_compute(path, compute)
         entry = {
             "features": payload["features"],
             "stats": {"mu": payload["mu"].numpy(), "sigma": payload["sigma"].numpy()},
