@@ -212,15 +212,47 @@ def test_checkpoint_format_errors(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_resume_under_another_model_data_or_loss_is_refused(cli, tmp_path):
+    code, _, _ = cli("train", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 0
+    last = tmp_path / "run/checkpoints/last.pt"
+    before = last.read_bytes()
+    for change, expected in (
+        ("model.dropout_hidden=0.3", "model.dropout_hidden=0.0 (now 0.3)"),  # same shapes
+        ("loss=hinge", "loss.name=non_saturating (now hinge)"),
+        ("model.width=16", "model.width=8 (now 16)"),
+    ):
+        code, _, err = cli("train", *TINY, change, "hydra.run.dir=run", "resume=auto", cwd=tmp_path)
+        assert code == 2 and f"was trained with {expected}" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert last.read_bytes() == before  # nothing written
+    # Longer training, another learning rate and moved data are what resuming is for.
+    code, _, err = cli(
+        "train",
+        *TINY,
+        "train.steps=8",
+        "optim.lr=1e-4",
+        f"data.root={tmp_path / 'elsewhere'}",
+        "hydra.run.dir=run",
+        "resume=auto",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+
+
 def test_resume_from_checkpoint_of_another_shape(cli, tmp_path):
+    # Checkpoints without a stored config are still checked, by their tensors' shapes.
     code, _, _ = cli("train", *TINY, "hydra.run.dir=small", cwd=tmp_path)
     assert code == 0
+    ckpt = load_checkpoint(tmp_path / "small/checkpoints/last.pt")
+    del ckpt["config"], ckpt["format_version"]
+    save_checkpoint(ckpt, tmp_path / "bare.pt")
     code, _, err = cli(
         "train",
         *TINY,
         "model.width=16",
         "hydra.run.dir=big",
-        f"resume={tmp_path / 'small/checkpoints/last.pt'}",
+        f"resume={tmp_path / 'bare.pt'}",
         cwd=tmp_path,
     )
     assert code == 2 and "does not fit this model" in err

@@ -71,3 +71,38 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"ganrun understands ({FORMAT_VERSION}); upgrade ganrun"
         )
     return payload
+
+
+# What a checkpoint's weights mean: continuing them under another model, data set or loss would
+# silently train something that is neither run. Where the data lives and how it is read may change.
+_FIXED_GROUPS = ("model", "data", "loss")
+_MOVABLE = {"data.root", "data.download", "data.num_workers"}
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key=saved (now current)`` for each model/data/loss setting that differs.
+
+    A setting the checkpoint does not know (added by a later ganrun, whose defaults keep old
+    behaviour) or that this ganrun no longer has is not a change.
+    """
+    old, new = _flatten(saved, _FIXED_GROUPS), _flatten(current, _FIXED_GROUPS)
+    return [
+        f"{key}={old[key]} (now {new[key]})"
+        for key in sorted(old.keys() & new.keys())
+        if key not in _MOVABLE and old[key] != new[key]
+    ]
+
+
+def _flatten(config: dict[str, Any], groups: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            out[prefix] = value
+
+    for group in groups:
+        walk(group, config.get(group, {}))
+    return out

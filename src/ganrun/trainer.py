@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ganrun import __version__
-from ganrun.checkpoint import load_checkpoint, save_checkpoint
+from ganrun.checkpoint import config_changes, load_checkpoint, save_checkpoint
 from ganrun.data import Data
 from ganrun.data.plot import plot_points
 from ganrun.errors import GanrunError
@@ -266,6 +266,16 @@ class Trainer:
         if ckpt.get("kind") != self.s.nets.kind:
             raise GanrunError(
                 f"checkpoint {path} holds a {ckpt.get('kind')} model, not a {self.s.nets.kind}"
+            )
+        saved = ckpt.get("config")
+        changes = (
+            config_changes(saved, OmegaConf.to_container(self.cfg, resolve=True)) if saved else []
+        )
+        if changes:
+            more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
+            raise GanrunError(
+                f"checkpoint {path} was trained with {changes[0]}{more}; resume with the run's "
+                "own model, data and loss settings (its config.yaml), or train into a new folder"
             )
         try:
             self.G.load_state_dict(ckpt["generator"])
