@@ -7,7 +7,9 @@ one process). Each rank:
 - trains on its own shard of the training split (every WORLD_SIZE-th image) with its own noise,
   ``train.batch_size`` images per rank per step (the global batch is N times that);
 - runs G and D inside DistributedDataParallel, so gradients are averaged across ranks and the
-  weights stay identical;
+  weights stay identical. VAEs (whose step calls ``elbo_terms``, not ``forward``) and
+  ``train.simultaneous`` (two partial backward passes) follow no path DDP's hooks can see: their
+  steps average the gradients themselves with one all-reduce (:func:`average_gradients`);
 - writes nothing: rank 0 alone owns the run folder (config, log, metrics, samples, checkpoints,
   eval.at_end). The other ranks train into a scratch folder that is deleted at the end.
 
@@ -68,6 +70,38 @@ class _DDP(DistributedDataParallel):
         return self.module.load_state_dict(state_dict, strict=strict, **kwargs)
 
 
+def average_gradients(*modules: torch.nn.Module | None) -> None:
+    """Average these modules' gradients over the torchrun ranks; nothing in one process.
+
+    For the steps DDP cannot follow. One flat all-reduce: every rank has gradients for the same
+    parameters, as each runs the same graph."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for m in modules if m is not None for p in m.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+@torch.no_grad()
+def _broadcast_weights(*modules: torch.nn.Module | None) -> None:
+    """Rank 0's weights everywhere, as DDP does when it wraps a module."""
+    import torch.distributed as dist
+
+    for m in modules:
+        if m is not None:
+            for t in [*m.parameters(), *m.buffers()]:
+                dist.broadcast(t, src=0)
+
+
 @dataclass
 class Distributed:
     rank: int
@@ -94,20 +128,8 @@ class Distributed:
 
     def prepare(self, setup: Any) -> None:
         """Shard the training split and wrap G and D (after the optimizers are built: DDP keeps
-        the same parameter tensors)."""
-        if setup.nets.kind != "gan":
-            # A VAE step calls its own methods (elbo_terms), not forward, which DDP would not
-            # see: the ranks' gradients would silently stop being averaged.
-            raise GanrunError(
-                f"torchrun (DDP) training supports GANs; model={setup.cfg.model.name}"
-                f" is a {setup.nets.kind}: train it in one process (plain ganrun)"
-            )
-        if setup.cfg.train.simultaneous:
-            # Its two partial backward passes are not how DDP expects gradients to arrive.
-            raise GanrunError(
-                "train.simultaneous=true is not supported under torchrun (DDP); train it in "
-                "one process (plain ganrun) or use train.simultaneous=false"
-            )
+        the same parameter tensors), or, for the steps that average their own gradients, give
+        every rank rank 0's weights."""
         train = setup.data.train
         if hasattr(train, "images"):
             train.images = train.images[self.rank :: self.world_size]
@@ -119,8 +141,11 @@ class Distributed:
                 f"the {len(train)} training images of each of the {self.world_size} shards; "
                 "lower train.batch_size"
             )
-        device_ids = [self.local_rank] if setup.device.type == "cuda" else None
         nets = setup.nets
+        if nets.kind != "gan" or setup.cfg.train.simultaneous:
+            _broadcast_weights(nets.generator, nets.discriminator)  # their steps average grads
+            return
+        device_ids = [self.local_rank] if setup.device.type == "cuda" else None
         nets.generator = _DDP(nets.generator, device_ids=device_ids)
         if nets.discriminator is not None:
             nets.discriminator = _DDP(nets.discriminator, device_ids=device_ids)

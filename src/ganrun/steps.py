@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ganrun.distributed import average_gradients
 from ganrun.losses import d_of, gradient_penalty
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def simultaneous_gan_step(t: Trainer) -> dict[str, torch.Tensor]:
     # Each loss differentiates only its own player's weights: D's loss must not move G.
     loss_d.backward(inputs=list(D.parameters()), retain_graph=True)
     loss_g.backward(inputs=list(G.parameters()))
+    average_gradients(G, D)  # across torchrun ranks (DDP cannot follow two partial passes)
     t.s.opt_d.step()
     t.s.opt_g.step()
     if t.ema is not None:
@@ -102,6 +104,7 @@ def vae_step(t: Trainer) -> dict[str, torch.Tensor]:
     loss = (kl - recon).mean()
     t.s.opt_g.zero_grad(set_to_none=True)
     loss.backward()
+    average_gradients(vae)  # across torchrun ranks (DDP only follows forward)
     t.s.opt_g.step()
     if t.ema is not None:
         t.ema.update(vae)
