@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from ganrun.metrics import classifier
+from ganrun.metrics import classifier, fidelity
 from tests.conftest import TINY
 
 # Small enough to be quick, large enough for the FID rule (>= 128 samples a side for the CNN).
@@ -231,7 +232,9 @@ def test_ema_weights_are_preferred(cache, trained, tmp_path) -> None:
     assert all(float(p.abs().sum()) == 0 for p in restored.generator.parameters())
 
 
-def test_classifier_is_a_torch_fidelity_feature_extractor(cache, trained) -> None:
+def test_classifier_is_a_torch_fidelity_feature_extractor(
+    cache, trained, monkeypatch, caplog
+) -> None:
     from omegaconf import OmegaConf
     from torch_fidelity.utils import create_feature_extractor
 
@@ -251,6 +254,13 @@ def test_classifier_is_a_torch_fidelity_feature_extractor(cache, trained) -> Non
     images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     features, logits = net(images)
     assert features.shape == (5, 128) and logits.shape == (5, 10)
+    # ganrun's batched extraction gives the same features and logs a slow one with its rate.
+    clock = iter(range(0, 1000, 30))
+    monkeypatch.setattr(fidelity, "perf_counter", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger="ganrun"):
+        out = fidelity.extract(extractor, images, torch.device("cpu"), 2, "test images")
+    torch.testing.assert_close(out["128"], features)
+    assert "digits_cnn features of 5 test images in 30 s (0.2 images/s on cpu)" in caplog.text
     payload = torch.load(extractor.kwargs["classifier_path"], weights_only=True)
     assert payload["test_accuracy"] == extractor.extra["classifier_test_accuracy"]
     assert payload["test_accuracy"] > 0.3  # 30 Adam steps on digits already beat chance (0.1)

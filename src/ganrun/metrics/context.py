@@ -53,7 +53,9 @@ class EvalContext:
         extractor = self.extractor(which)
         if which not in self._gen_features:
             images = to_uint8_rgb(self.samples(self.cfg.num_samples), self.info.value_range)
-            self._gen_features[which] = extract(extractor, images, self.device, self.cfg.batch_size)
+            self._gen_features[which] = extract(
+                extractor, images, self.device, self.cfg.batch_size, "generated images"
+            )
         return self._gen_features[which]
 
     # ------------------------------------------------------------------------------ real side
@@ -113,7 +115,8 @@ class EvalContext:
             images = gray_to_rgb(
                 real_uint8(self.split(self.cfg.reference_split), self.real_index())
             )
-            features = extract(extractor, images, self.device, self.cfg.batch_size)[
+            what = f"{self.cfg.reference_split} images"
+            features = extract(extractor, images, self.device, self.cfg.batch_size, what)[
                 extractor.feature_layer
             ]
             stats = fid_statistics(features)

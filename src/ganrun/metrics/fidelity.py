@@ -15,13 +15,15 @@ to 299x299 inside torch-fidelity.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ganrun.errors import GanrunError
 from ganrun.metrics.cache import file_sha256
@@ -163,17 +165,6 @@ def gray_to_rgb(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-class _Images(Dataset):
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
-
-
 _EXTRACTORS: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 
@@ -191,23 +182,45 @@ def _create(extractor: Extractor, device: torch.device) -> torch.nn.Module:
 
 
 def extract(
-    extractor: Extractor, images: torch.Tensor, device: torch.device, batch_size: int
+    extractor: Extractor,
+    images: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    what: str = "images",
 ) -> dict[str, torch.Tensor]:
-    """uint8 (N, 3, H, W) images -> {layer: float features (N, D)} on the CPU."""
-    from torch_fidelity.utils import get_featuresdict_from_dataset
+    """uint8 (N, 3, H, W) images -> {layer: float features (N, D)} on the CPU.
 
+    Inception on a CPU takes minutes per thousand images: a terminal shows a progress bar, and
+    the log says what was extracted and how fast."""
     net = _create(extractor, device)
-    # torch-fidelity moves batches to CUDA itself when cuda=True; other devices need it done here.
-    if device.type in ("cpu", "cuda"):
-        return get_featuresdict_from_dataset(
-            _Images(images), net, batch_size, device.type == "cuda", True, False
-        )
+    n = images.shape[0]
     out: dict[str, list[torch.Tensor]] = {}
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device)
+    started = perf_counter()
+    bar = tqdm(
+        total=n,
+        desc=f"{extractor.label} features of {what}",
+        unit="img",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    )
+    with torch.no_grad(), bar:
+        for begin in range(0, n, batch_size):
+            batch = images[begin : begin + batch_size].to(device)
             for k, v in net.convert_features_tuple_to_dict(net(batch)).items():
                 out.setdefault(k, []).append(v.cpu())
+            bar.update(batch.shape[0])
+    seconds = perf_counter() - started
+    if seconds > 10:
+        log.info(
+            "%s features of %d %s in %.0f s (%.1f images/s on %s)",
+            extractor.label,
+            n,
+            what,
+            seconds,
+            n / seconds,
+            device.type,
+        )
     return {k: torch.cat(v) for k, v in out.items()}
 
 
