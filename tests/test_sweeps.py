@@ -106,6 +106,27 @@ def test_submitit_local_two_jobs(cli, tmp_path):
     assert sorted(r["overrides"] for r in rows) == ["seed=0", "seed=1"]
 
 
+def test_failed_submitit_job_is_one_line_naming_the_job(cli, tmp_path):
+    # The job's error travels back from its process; Hydra would print its own
+    # "Error executing job with overrides" line before ganrun's.
+    code, out, err = cli(
+        "train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "data=mnist",
+        f"data.root={tmp_path}",
+        "data.download=false",
+        *TINY,
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"ganrun: error: sweep job data=mnist data.root={tmp_path} ")
+    assert ": MNIST file train-images-idx3-ubyte not found" in line
+    assert "Error executing job" not in err
+
+
 def test_optuna_three_trials_reports_best(cli, tmp_path):
     code, out, err = cli(
         "train",

@@ -8,6 +8,8 @@ a script of its own. Errors in the user's input end as one line on stderr and ex
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import importlib
 import os
 import sys
@@ -111,6 +113,30 @@ def _job_failure(exc: BaseException) -> str:
     return f"a sweep job failed: {reason}" + (f" (its log: {logs[0]})" if logs else "")
 
 
+class _StderrWithoutJobLine:
+    """sys.stderr without the line Hydra writes straight to it before re-raising a failed
+    multirun job's error ("Error executing job with overrides: [...]"; submitit jobs, whose errors
+    come back as values): ganrun names the job in its own one-line error instead."""
+
+    PREFIX = "Error executing job with overrides: "
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.overrides: list[str] | None = None
+
+    def write(self, text: str) -> int:
+        if not text.startswith(self.PREFIX):
+            return self._stream.write(text)
+        try:
+            self.overrides = [str(o) for o in ast.literal_eval(text[len(self.PREFIX) :].strip())]
+        except (ValueError, SyntaxError):
+            return self._stream.write(text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, flush, encoding, ...
+        return getattr(self._stream, name)
+
+
 def _load(target: str) -> Callable[[Any], Any]:
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
@@ -199,10 +225,17 @@ def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], deb
                 raise
             raise _UserError(exc) from exc
 
+    multirun = "-m" in argv or "--multirun" in argv
+    stderr = _StderrWithoutJobLine(sys.stderr) if multirun and not debug else None
     saved = sys.argv
     sys.argv = argv
     try:
-        task()
+        with contextlib.redirect_stderr(stderr) if stderr else contextlib.nullcontext():
+            task()
+    except GanrunError as exc:
+        if stderr and stderr.overrides is not None:
+            exc.args = (f"sweep job {' '.join(stderr.overrides) or '(no overrides)'}: {exc}",)
+        raise
     finally:
         sys.argv = saved
     return 0
