@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ganrun.errors import GanrunError
+from ganrun.schema import flat_settings
 
 FORMAT_VERSION = 1
 
@@ -85,24 +86,9 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     A setting the checkpoint does not know (added by a later ganrun, whose defaults keep old
     behaviour) or that this ganrun no longer has is not a change.
     """
-    old, new = _flatten(saved, _FIXED_GROUPS), _flatten(current, _FIXED_GROUPS)
+    old, new = (flat_settings({g: c.get(g, {}) for g in _FIXED_GROUPS}) for c in (saved, current))
     return [
         f"{key}={old[key]} (now {new[key]})"
         for key in sorted(old.keys() & new.keys())
         if key not in _MOVABLE and old[key] != new[key]
     ]
-
-
-def _flatten(config: dict[str, Any], groups: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        else:
-            out[prefix] = value
-
-    for group in groups:
-        walk(group, config.get(group, {}))
-    return out

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ganrun.errors import GanrunError
+from ganrun.schema import flat_settings
 
 TENSORBOARD_DIR = "tensorboard"
 LOGGERS = ("csv", "tensorboard")
@@ -37,21 +38,14 @@ def check_logger(cfg: DictConfig) -> None:
 
 def hparams(cfg: DictConfig) -> dict[str, Any]:
     """The run's scalar settings, flattened (``optim.lr``, ``model.name``, ...)."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        elif isinstance(node, bool | int | float | str):
-            out[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))
     # Paths say where a run was, not what it was: they would make every run look different.
     return {
         k: v
-        for k, v in out.items()
-        if not k.endswith((".root", "cache_dir")) and k not in ("resume",)
+        for k, v in settings.items()
+        if isinstance(v, bool | int | float | str)
+        and not k.endswith((".root", "cache_dir"))
+        and k not in ("resume",)
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -23,6 +24,22 @@ def default_data_root() -> str:
         return os.environ[DATA_DIR_ENV]
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(cache) / "ganrun" / "data")
+
+
+def flat_settings(config: Any) -> dict[str, Any]:
+    """A plain (resolved) config as ``{"optim.lr": 0.0002, ...}``: one entry per leaf; lists are
+    leaves."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(config, "")
+    return out
 
 
 if not OmegaConf.has_resolver("ganrun_data_root"):
