@@ -52,6 +52,9 @@ def test_unknown_subcommand(tmp_path):
         (["model=nope"], ["model/nope", "dcgan"]),
         (["device=cuda"], ["device=cuda", "CUDA is not available"]),
         (["train.steps=0"], ["train.steps=0"]),
+        # an interpolation fails only when the job reads it, inside Hydra's job runner
+        (["train.steps=${train.nothing}"], ["train.nothing", "not found"]),
+        (["experiment=lucic2018_mnist", "model=wgan", "train.d_steps=0"], ["train.d_steps=0"]),
         (["optim.lr=-0.1"], ["optim.lr"]),
         (["train.batch_size=5000"], ["train.batch_size=5000", "1497"]),
         (["loss=wasserstein"], ["needs a critic"]),

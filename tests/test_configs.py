@@ -79,6 +79,16 @@ def test_goodfellow2014_preset_is_the_released_setup():
         assert (cfg.train.simultaneous, o.d_lr_scale) == (True, 0.5)
 
 
+def test_lucic2018_preset_gives_every_row_20_epochs_of_d_batches():
+    # compare_gan steps G once every d_steps D batches; an epoch is 781 D batches of 64.
+    for overrides, steps in (([], 15600), (["model=wgan"], 3120), (["model=vae"], 15600)):
+        with composed(["experiment=lucic2018_mnist", *overrides]) as cfg:
+            assert cfg.train.steps * cfg.train.d_steps == 15600, overrides
+            assert cfg.train.steps == steps
+    with composed(["experiment=lucic2018_mnist", "model=wgan_gp", "train.steps=7"]) as cfg:
+        assert cfg.train.steps == 7
+
+
 def test_model_brings_paper_defaults_and_overrides_win():
     with composed(["model=wgan"]) as cfg:
         assert cfg.loss.name == "wasserstein"

@@ -216,13 +216,17 @@ def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], deb
     @hydra.main(config_path="configs", config_name=config_name, version_base=None)
     def task(cfg: Any) -> Any:
         # Runs once per job (many times in a multirun); its return value is the sweep objective.
+        from omegaconf.errors import OmegaConfBaseException
+
         try:
             return run(cfg)
-        except GanrunError as exc:
+        except (GanrunError, OmegaConfBaseException) as exc:
             # A submitit job runs in another process: the error has to travel back in its result
             # file, which submitit writes only for an Exception.
             if debug or os.environ.get("SUBMITIT_EXECUTOR"):
                 raise
+            if not isinstance(exc, GanrunError):  # a `${...}` that fails once the job reads it
+                exc = GanrunError(f"{_one_line(exc)} (run `{argv[0]} --help` for the options)")
             raise _UserError(exc) from exc
 
     multirun = "-m" in argv or "--multirun" in argv

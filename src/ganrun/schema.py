@@ -44,6 +44,10 @@ def flat_settings(config: Any) -> dict[str, Any]:
 
 if not OmegaConf.has_resolver("ganrun_data_root"):
     OmegaConf.register_new_resolver("ganrun_data_root", default_data_root)
+# Presets that fix a data budget in discriminator batches (Lucic et al. count epochs of D's
+# batches) divide it by ``train.d_steps`` to get generator steps: ``${ganrun_floordiv:15600,...}``.
+if not OmegaConf.has_resolver("ganrun_floordiv"):
+    OmegaConf.register_new_resolver("ganrun_floordiv", lambda a, b: int(a) // int(b))
 
 
 @dataclass

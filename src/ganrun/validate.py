@@ -23,10 +23,10 @@ def validate_train_config(cfg: DictConfig) -> None:
     from ganrun.optim import OPTIMIZERS
 
     t = cfg.train
-    for key in (
+    for key in (  # d_steps first: presets may compute steps from it
+        "d_steps",
         "steps",
         "batch_size",
-        "d_steps",
         "sample_every",
         "checkpoint_every",
         "log_every",
