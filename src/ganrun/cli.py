@@ -201,23 +201,27 @@ def _main(args: list[str]) -> int:
         user_errors = (HydraException, OmegaConfBaseException, yaml.YAMLError)
         if debug or not (isinstance(exc, user_errors) or _hydra_flag_error(exc)):
             raise
-        message = _one_line(exc)
-        override = getattr(exc, "override", None)  # set on Hydra's OverrideParseException
-        if override:
-            message = f"cannot parse override {override!r}: {message}"
-        return _fail(f"{message} (run `ganrun {command} --help` for the options)")
+        return _fail(_config_error(exc, f"ganrun {command}"))
+
+
+def _config_error(exc: BaseException, usage: str) -> str:
+    """One line for a config the schemas or an interpolation rejected."""
+    message = _one_line(exc)
+    override = getattr(exc, "override", None)  # set on Hydra's OverrideParseException
+    if override:
+        message = f"cannot parse override {override!r}: {message}"
+    return f"{message} (run `{usage} --help` for the options)"
 
 
 def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], debug: bool) -> int:
     import hydra
+    from omegaconf.errors import OmegaConfBaseException
 
     import ganrun.schema  # noqa: F401  (registers the schemas in Hydra's ConfigStore)
 
     @hydra.main(config_path="configs", config_name=config_name, version_base=None)
     def task(cfg: Any) -> Any:
         # Runs once per job (many times in a multirun); its return value is the sweep objective.
-        from omegaconf.errors import OmegaConfBaseException
-
         try:
             return run(cfg)
         except (GanrunError, OmegaConfBaseException) as exc:
@@ -226,7 +230,7 @@ def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], deb
             if debug or os.environ.get("SUBMITIT_EXECUTOR"):
                 raise
             if not isinstance(exc, GanrunError):  # a `${...}` that fails once the job reads it
-                exc = GanrunError(f"{_one_line(exc)} (run `{argv[0]} --help` for the options)")
+                exc = GanrunError(_config_error(exc, argv[0]))
             raise _UserError(exc) from exc
 
     multirun = "-m" in argv or "--multirun" in argv
