@@ -148,6 +148,7 @@ def test_data_root_from_environment(monkeypatch, tmp_path):
         ("loss=wasserstein", "needs a critic"),
         ("model.gp_weight=10", "needs a critic"),
         ("data.channels=2", "data.channels"),
+        ("data.binarize=yes", "data.binarize='yes' is not one of: none, static, dynamic"),
     ],
 )
 def test_validation_rejects(override, fragment):

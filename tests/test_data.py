@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from ganrun.data import POINT_DATASETS, build_data, convert_channels
+from ganrun.data import POINT_DATASETS, binarized, build_data, convert_channels
 from ganrun.data.mixtures import grid_centers, mode_stats, ring_centers
 from ganrun.data.plot import plot_points
 from ganrun.data.resident import PointSplit, ResidentSplit
 from ganrun.errors import GanrunError
 from ganrun.schema import DataConfig
+from ganrun.validate import validate_data_config
 from tests.conftest import composed
 
 CPU = torch.device("cpu")
@@ -280,6 +281,72 @@ def test_data_info_gives_the_training_mean(tmp_path):
     make_folder(tmp_path, flat=3, size=(9, 9))
     streamed = build_data(data_config("folder", tmp_path, resolution=8, num_workers=0), (0, 1), CPU)
     assert streamed.info.train_mean is None  # streamed data is never read whole
+
+
+def test_static_binarize_draws_every_split_once():
+    plain = build_data(data_config("digits"), (0.0, 1.0), CPU)
+    data = build_data(data_config("digits", binarize="static"), (0.0, 1.0), CPU)
+    again = build_data(data_config("digits", binarize="static"), (0.0, 1.0), CPU)
+    for name, split in data.splits.items():
+        x, _ = split.all()
+        gray, _ = plain.split(name).all()
+        assert set(x.unique().tolist()) == {0.0, 1.0}
+        assert torch.all(x[gray == 0] == 0) and torch.all(x[gray == 1] == 1)
+        assert abs(float(x.mean() - gray.mean())) < 0.01  # Bernoulli(intensity) per pixel
+        assert torch.equal(x, again.split(name).all()[0])  # the same draw on every build
+        batch, _ = split.batch(8)
+        assert any(torch.equal(batch[0], image) for image in x)  # batches come from the draw
+
+
+def test_dynamic_binarize_draws_training_batches_afresh_and_resumes():
+    dynamic = build_data(data_config("digits", binarize="dynamic"), (-1.0, 1.0), CPU)
+    static = build_data(data_config("digits", binarize="static"), (-1.0, 1.0), CPU)
+    for name in ("train", "valid", "test"):  # evaluation reads the fixed draw
+        assert torch.equal(dynamic.split(name).all()[0], static.split(name).all()[0])
+    assert dynamic.train.intensities is not None
+    assert dynamic.split("test").intensities is None
+
+    intensities = torch.tensor([0, 51, 204, 255], dtype=torch.uint8).view(1, 1, 2, 2)
+    intensities = intensities.expand(4, 1, 2, 2).contiguous()  # four copies of one image
+
+    def split(seed: int) -> ResidentSplit:
+        fixed = binarized(intensities, "train")
+        return ResidentSplit(fixed, None, (0.0, 1.0), CPU, seed=seed, intensities=intensities)
+
+    a = split(1)
+    draws = torch.cat([a.batch(4)[0] for _ in range(500)])
+    assert set(draws.unique().tolist()) == {0.0, 1.0}
+    frequency = draws.mean(dim=0).flatten().tolist()
+    assert frequency[0] == 0 and frequency[3] == 1
+    assert frequency[1] == pytest.approx(0.2, abs=0.03)
+    assert frequency[2] == pytest.approx(0.8, abs=0.03)
+    state = a.state_dict()
+    expected = [a.batch(3)[0] for _ in range(5)]
+    b = split(9)
+    b.load_state_dict(state)
+    assert all(torch.equal(x, b.batch(3)[0]) for x in expected)
+
+
+def test_shard_keeps_images_labels_and_intensities_together():
+    intensities = torch.arange(6, dtype=torch.uint8).mul(51).view(6, 1, 1, 1)  # 0, 51, ..., 255
+    fixed = binarized(intensities, "train")
+    split = ResidentSplit(fixed, torch.arange(6), (0.0, 1.0), CPU, intensities=intensities)
+    split.shard(1, 2)  # what process 1 of 2 trains on
+    assert split.labels.tolist() == [1, 3, 5]
+    assert torch.equal(split.images, fixed[1::2])
+    assert torch.equal(split.intensities, intensities[1::2])
+    for _ in range(10):
+        x, y = split.batch(3)
+        assert torch.all(x[y == 5] == 1)  # intensity 255 is drawn from its own image
+
+
+@pytest.mark.parametrize("name", ["ring", "folder"])
+def test_binarize_needs_images_held_in_memory(name):
+    with (
+        composed([f"data={name}", "data.binarize=dynamic"]) as cfg,
+        pytest.raises(GanrunError, match=f"not data={name}; leave data.binarize=none"),
+    ):
+        validate_data_config(cfg.data)
 
 
 def test_convert_channels():

@@ -109,6 +109,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | None, str]] = [
     ("ring-no-points", ["data=ring", "data.num_points=0"], None, "data.num_points=0"),
     ("grid-std-zero", ["data=grid", "data.std=0"], None, "data.std=0.0 must be positive"),
     ("workers-negative", ["data=folder", "data.num_workers=-2"], None, "data.num_workers=-2"),
+    ("binarize-points", ["data=ring", "data.binarize=static"], None, "leave data.binarize=none"),
 ]
 
 

@@ -266,8 +266,11 @@ def test_classifier_is_a_torch_fidelity_feature_extractor(
     assert payload["test_accuracy"] > 0.3  # 30 Adam steps on digits already beat chance (0.1)
 
 
-def test_vae_likelihoods_end_to_end(cli, cache, tmp_path) -> None:
-    code, out, err = cli("train", *TINY, "model=vae", "hydra.run.dir=v", cwd=tmp_path)
+@pytest.mark.parametrize("binarize", ["none", "dynamic"])
+def test_vae_likelihoods_end_to_end(cli, cache, tmp_path, binarize) -> None:
+    code, out, err = cli(
+        "train", *TINY, "model=vae", f"data.binarize={binarize}", "hydra.run.dir=v", cwd=tmp_path
+    )
     assert code == 0, err
     code, out, err = cli(
         "eval",
@@ -285,6 +288,7 @@ def test_vae_likelihoods_end_to_end(cli, cache, tmp_path) -> None:
     assert values["iw_ll"] >= values["elbo"] - 5 * (values["elbo_se"] + values["iw_ll_se"])
     assert record["results"]["fast"]["protocol"]["iw_ll"]["k"] == 8
     assert record["results"]["fast"]["protocol"]["iw_ll"]["num_real"] == 40
+    assert record["results"]["fast"]["protocol"]["elbo"]["binarize"] == binarize
 
 
 def test_ring_modes_end_to_end(cli, cache, tmp_path) -> None:

@@ -131,10 +131,8 @@ class Distributed:
         the same parameter tensors), or, for the steps that average their own gradients, give
         every rank rank 0's weights."""
         train = setup.data.train
-        if hasattr(train, "images"):
-            train.images = train.images[self.rank :: self.world_size]
-            if getattr(train, "labels", None) is not None:
-                train.labels = train.labels[self.rank :: self.world_size]
+        if hasattr(train, "shard"):
+            train.shard(self.rank, self.world_size)
         if setup.cfg.train.batch_size > len(train):
             raise GanrunError(
                 f"train.batch_size={setup.cfg.train.batch_size} (per process) is larger than "

@@ -137,6 +137,10 @@ class DataConfig:
     std: float = 0.0  # ring/grid: standard deviation of every mode
     scale: float = 0.0  # ring: circle radius; grid: distance between neighbouring modes
     num_workers: int = 2  # folder: DataLoader worker processes decoding images (0 = in-process)
+    # Bernoulli pixels (probability = intensity), the binarized MNIST of the VAE literature:
+    # none | static (every split drawn once) | dynamic (training batches drawn afresh each time,
+    # Burda et al. 2016; other splits drawn once). Draws that are made once are the same every run.
+    binarize: str = "none"
 
 
 @dataclass

@@ -143,7 +143,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 
 def validate_data_config(d: DictConfig) -> None:
     """The ``data`` group's ranges; what needs the files (splits, sizes) is checked on loading."""
-    from ganrun.data import DATASETS, POINT_DATASETS
+    from ganrun.data import BINARIZE, DATASETS, POINT_DATASETS
 
     _require(
         d.name in DATASETS,
@@ -152,6 +152,16 @@ def validate_data_config(d: DictConfig) -> None:
     _require(d.valid_size >= 0, f"data.valid_size={d.valid_size} must be non-negative")
     _require(0 <= d.fold <= 4, f"data.fold={d.fold} does not exist; choose a fold in 0..4")
     _require(d.num_workers >= 0, f"data.num_workers={d.num_workers} must be non-negative")
+    _require(
+        d.binarize in BINARIZE,
+        f"data.binarize={d.binarize!r} is not one of: {', '.join(BINARIZE)}",
+    )
+    if d.binarize != "none":
+        _require(
+            d.name not in (*POINT_DATASETS, "folder"),
+            f"data.binarize={d.binarize} applies to image data sets held in memory, not "
+            f"data={d.name}; leave data.binarize=none",
+        )
     if d.name in POINT_DATASETS:
         _require(d.num_points >= 1, f"data.num_points={d.num_points} must be at least 1")
         _require(d.std > 0, f"data.std={d.std} must be positive")

@@ -10,6 +10,7 @@ through a DataLoader (:class:`~ganrun.data.folder.FolderSplit`) with the same in
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,9 @@ DATASETS: dict[str, Callable[[DataConfig], RawData]] = {
 # Data sets of 2-D points rather than images: data.resolution and data.channels do not apply.
 POINT_DATASETS = ("ring", "grid")
 
+# data.binarize: none | static | dynamic (see DataConfig).
+BINARIZE = ("none", "static", "dynamic")
+
 # ITU-R BT.601 luma, what PIL's convert("L") uses.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -115,6 +119,39 @@ def _prepare(images: torch.Tensor, cfg: DataConfig, device: torch.device) -> tor
     return convert_channels(resize_uint8(images, cfg.resolution), cfg.channels)
 
 
+def binarized(images: torch.Tensor, split: str) -> torch.Tensor:
+    """One Bernoulli draw per pixel of uint8 images (probability intensity/255), as 0 or 255.
+
+    Drawn on the CPU from a generator seeded by the split's name, so a split is the same binary
+    data set on every run and device: a likelihood measured on it is comparable between runs.
+    """
+    generator = torch.Generator().manual_seed(zlib.crc32(split.encode()))
+    cpu = images.cpu()
+    out = torch.empty_like(cpu)
+    for start in range(0, cpu.shape[0], RESIZE_CHUNK):
+        chunk = cpu[start : start + RESIZE_CHUNK].float().div_(255)
+        out[start : start + RESIZE_CHUNK] = torch.bernoulli(chunk, generator=generator).mul_(255)
+    return out.to(images.device)
+
+
+def _resident(
+    name: str,
+    images: torch.Tensor,
+    raw: RawData,
+    cfg: DataConfig,
+    value_range: tuple[float, float],
+    device: torch.device,
+) -> ResidentSplit:
+    images = _prepare(images, cfg, device)
+    labels = raw.labels.get(name)
+    if cfg.binarize == "none":
+        return ResidentSplit(images, labels, value_range, device)
+    # A dynamic training split keeps its intensities to draw every batch afresh; its fixed
+    # draw is what evaluation reads from it (all(), the classifier, reference statistics).
+    fresh = images if cfg.binarize == "dynamic" and name == cfg.train_split else None
+    return ResidentSplit(binarized(images, name), labels, value_range, device, intensities=fresh)
+
+
 def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.device) -> Data:
     """Load ``cfg.name``, resize to ``cfg.resolution`` and hold every split on ``device``."""
     if cfg.name not in DATASETS:
@@ -146,9 +183,7 @@ def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.
             }
         else:
             splits = {
-                name: ResidentSplit(
-                    _prepare(images, cfg, device), raw.labels.get(name), value_range, device
-                )
+                name: _resident(name, images, raw, cfg, value_range, device)
                 for name, images in raw.images.items()
             }
         info = DataInfo(

@@ -20,8 +20,11 @@ class ResidentSplit:
         value_range: tuple[float, float],
         device: torch.device,
         seed: int = 0,
+        intensities: torch.Tensor | None = None,
     ) -> None:
         self.images = images.to(device)
+        # data.binarize=dynamic: each batch is a fresh Bernoulli draw of these uint8 intensities.
+        self.intensities = None if intensities is None else intensities.to(device)
         self.labels = None if labels is None else labels.to(device=device, dtype=torch.long)
         lo, hi = value_range
         self.scale = (hi - lo) / 255.0
@@ -34,6 +37,14 @@ class ResidentSplit:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Keep every ``world_size``-th example from ``rank`` on (one process's share)."""
+        self.images = self.images[rank::world_size]
+        if self.labels is not None:
+            self.labels = self.labels[rank::world_size]
+        if self.intensities is not None:
+            self.intensities = self.intensities[rank::world_size]
 
     def scaled(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> float32 in this split's value range."""
@@ -60,7 +71,11 @@ class ResidentSplit:
         index = self._order[self._pos : self._pos + batch_size]
         self._pos += batch_size
         labels = None if self.labels is None else self.labels[index]
-        return self.scaled(self.images[index]), labels
+        if self.intensities is None:
+            return self.scaled(self.images[index]), labels
+        # Drawn from the split's own generator, so a resumed run draws the same pixels.
+        p = self.intensities[index].float().div_(255)
+        return self.scaled(torch.bernoulli(p, generator=self.generator).mul_(255)), labels
 
     def all(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every image of the split, scaled (for evaluation)."""

@@ -234,6 +234,7 @@ def _elbo(ctx: EvalContext) -> Result:
             "num_real": int(x.shape[0]),
             "seed": ctx.cfg.seed,
             "units": "nats per example",
+            "binarize": ctx.restored.config.data.binarize,
         },
     )
 
@@ -250,6 +251,7 @@ def _iw_ll(ctx: EvalContext) -> Result:
             "k": ctx.cfg.iw_samples,
             "seed": ctx.cfg.seed,
             "units": "nats per example",
+            "binarize": ctx.restored.config.data.binarize,
         },
     )
 
