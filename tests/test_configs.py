@@ -89,6 +89,25 @@ def test_lucic2018_preset_gives_every_row_20_epochs_of_d_batches():
         assert cfg.train.steps == 7
 
 
+@pytest.mark.parametrize("model", ["dcgan", "wgan", "wgan_gp"])
+def test_lucic2018_infogan_preset_keeps_the_base_preset_and_each_model(model):
+    with composed(["experiment=lucic2018_mnist_infogan", f"model={model}"]) as cfg:
+        validate_train_config(cfg)
+        m = cfg.model
+        assert (m.name, m.arch, m.latent_dim, m.noise, m.output) == (
+            model,
+            "infogan",
+            64,
+            "uniform",
+            "sigmoid",
+        )
+        assert cfg.train.steps * cfg.train.d_steps == 15600 and cfg.train.batch_size == 64
+        assert m.d_batchnorm == (model != "wgan_gp")  # each model keeps its own critic
+    vae = composed(["experiment=lucic2018_mnist_infogan", "model=vae"])
+    with vae as cfg, pytest.raises(GanrunError, match="model.arch='infogan' must be mlp or conv"):
+        validate_train_config(cfg)
+
+
 def test_model_brings_paper_defaults_and_overrides_win():
     with composed(["model=wgan"]) as cfg:
         assert cfg.loss.name == "wasserstein"

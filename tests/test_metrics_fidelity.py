@@ -129,3 +129,15 @@ def test_concurrent_misses_compute_a_cache_entry_once(tmp_path) -> None:
     assert len(calls) == 1
     assert sorted(cached for _, cached in results) == [False, True]
     assert all(torch.equal(payload["x"], torch.arange(3)) for payload, _ in results)
+
+
+def test_data_key_names_what_changes_the_images() -> None:
+    # Where the data lives does not change its statistics; binarized pixels do. The default,
+    # binarize=none, stays out of the key so statistics cached before the option existed are
+    # still found.
+    from ganrun.metrics.classifier import data_key
+
+    base = {"name": "mnist", "resolution": 28, "root": "/a", "download": True}
+    assert data_key({**base, "binarize": "none"}) == {"name": "mnist", "resolution": 28}
+    assert data_key({**base, "root": "/b", "binarize": "none"}) == data_key(base)
+    assert data_key({**base, "binarize": "static"})["binarize"] == "static"

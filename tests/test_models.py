@@ -97,6 +97,32 @@ def test_dcgan_28_parameter_count():
     assert (_count(nets.generator), _count(nets.discriminator)) == (g, d)
 
 
+def test_infogan_28_parameter_count():
+    # Lucic et al.'s MNIST networks (compare_gan): z of 64, FC 1024, FC 7x7x128, two 4x4
+    # stride-2 layers; BatchNorm (scale and shift) replaces the bias of the layer before it.
+    _, nets = _nets("dcgan", 28, 1, overrides=["model.arch=infogan", "model.latent_dim=64"])
+    g = (64 * 1024 + 2 * 1024) + (1024 * 6272 + 2 * 6272) + (128 * 64 * 16 + 2 * 64)
+    g += 64 * 1 * 16 + 1
+    d = (1 * 64 * 16 + 64) + (64 * 128 * 16 + 2 * 128) + (6272 * 1024 + 2 * 1024) + (1024 + 1)
+    assert (_count(nets.generator), _count(nets.discriminator)) == (g, d)
+
+
+def test_infogan_initialisation_and_critic():
+    _, nets = _nets("wgan_gp", 28, 1, overrides=["model.arch=infogan"])
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    assert not any(isinstance(m, norms) for m in nets.discriminator.modules())
+    assert any(isinstance(m, norms) for m in nets.generator.modules())
+    layers = [
+        m
+        for net in (nets.generator, nets.discriminator)
+        for m in net.modules()
+        if isinstance(m, torch.nn.Linear | torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+    ]
+    for m in layers:  # compare_gan: N(0, 0.02) weights, zero biases
+        assert abs(m.weight.std().item() - 0.02) < 0.004
+        assert m.bias is None or torch.count_nonzero(m.bias) == 0
+
+
 def test_wgan_gp_critic_has_no_batchnorm():
     _, nets = _nets("wgan_gp", 32, 3)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in nets.discriminator.modules())
@@ -110,12 +136,12 @@ def test_vae_mlp_parameter_count():
     assert _count(nets.generator) == expected and nets.discriminator is None
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("model", [*sorted(MODELS), "dcgan-infogan", "wgan_gp-infogan"])
 @pytest.mark.parametrize(("res", "ch"), [(16, 1), (28, 1), (32, 3), (48, 1), (64, 3)])
 def test_output_shapes(model, res, ch):
-    cfg, nets = _nets(
-        model, res, ch, overrides=["model.width=8", "model.g_hidden=[32]", "model.d_hidden=[16]"]
-    )
+    model, _, arch = model.partition("-")
+    small = ["model.width=8", "model.g_hidden=[32]", "model.d_hidden=[16]"]
+    cfg, nets = _nets(model, res, ch, overrides=[*small, *([f"model.arch={arch}"] if arch else [])])
     z = sample_noise(cfg.model, 4, torch.device("cpu"))
     x = nets.generator(z)
     assert x.shape == (4, ch, res, res)
@@ -133,9 +159,11 @@ def test_gan_on_points():
     assert nets.discriminator(out).shape == (5,)
 
 
-@pytest.mark.parametrize("model", ["dcgan", "gan", "wgan_gp"])
+@pytest.mark.parametrize("model", ["dcgan", "gan", "wgan_gp", "dcgan-infogan"])
 def test_conditional_models_use_the_label(model):
-    cfg, nets = _nets(model, 28, 1, overrides=["model.conditional=true", "model.width=8"])
+    model, _, arch = model.partition("-")
+    overrides = ["model.conditional=true", "model.width=8", f"model.arch={arch or 'conv'}"]
+    cfg, nets = _nets(model, 28, 1, overrides=overrides)
     torch.manual_seed(0)
     for net in (nets.generator, nets.discriminator):
         for p in net.parameters():  # leave no zero-initialised path unused
@@ -157,6 +185,8 @@ def test_conditional_models_use_the_label(model):
         ("vae", 0, "points", 0, [], "needs image data"),
         ("dcgan", 28, "image", 0, ["model.conditional=true"], "needs class labels"),
         ("vae", 28, "image", 10, ["model.arch=rnn"], "model.arch"),
+        ("wgan", 28, "image", 10, ["model.arch=mlp"], "not a network of model=wgan"),
+        ("dcgan", 30, "image", 10, ["model.arch=infogan"], "multiple of 4"),
         ("vae", 28, "image", 10, ["model.likelihood=poisson"], "model.likelihood"),
     ],
 )
@@ -198,6 +228,7 @@ def test_vae_bounds_are_consistent():
         ["model=vae", "model.arch=conv"],
         ["model=vae", "model.likelihood=gaussian"],
         ["model=wgan_gp", "model.conditional=true"],
+        ["model=wgan_gp", "model.arch=infogan", "model.width=8"],
     ],
     ids=lambda o: "-".join(v.split("=")[1] for v in o),
 )
@@ -226,6 +257,8 @@ def test_every_model_trains_from_the_cli(cli, tmp_path, overrides):
         (["model=vae", "model.conditional=true"], "no conditional variant"),
         (["model=gan", "model.dropout_hidden=1.0"], "model.dropout_hidden"),
         (["model=wgan", "model.clip_value=-1"], "model.clip_value"),
+        (["model=dcgan", "model.arch=mlp"], "choose model.arch= one of: conv, infogan"),
+        (["model=wgan", "model.arch=infogan", "data.resolution=30"], "multiple of 4"),
     ],
 )
 def test_impossible_configs_fail_before_writing(cli, tmp_path, overrides, fragment):

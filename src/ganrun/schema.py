@@ -94,7 +94,8 @@ class ModelConfig:
     critic: bool = False  # D outputs an unbounded score instead of a logit
     clip_value: float = 0.0  # WGAN weight clipping; 0 = off
     gp_weight: float = 0.0  # WGAN-GP gradient penalty weight; 0 = off
-    arch: str = "conv"  # VAE encoder/decoder: conv | mlp
+    # Networks. dcgan/wgan/wgan_gp: conv (DCGAN's) | infogan (Lucic et al.'s); vae: conv | mlp
+    arch: str = "conv"
     likelihood: str = "bernoulli"  # VAE: bernoulli | gaussian
     conditional: bool = False
     ema_decay: float = 0.0  # EMA of G's weights for samples and evaluation; 0 = off

@@ -19,7 +19,7 @@ def _require(ok: bool, message: str) -> None:
 def validate_train_config(cfg: DictConfig) -> None:
     from ganrun.data import DATASETS
     from ganrun.losses import LOSSES
-    from ganrun.models import MODELS
+    from ganrun.models import MODELS, check_arch
     from ganrun.optim import OPTIMIZERS
 
     t = cfg.train
@@ -113,6 +113,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         _require(0.0 <= m[key] < 1.0, f"model.{key}={m[key]} is a drop probability in [0, 1)")
     for key in ("g_hidden", "d_hidden"):
         _require(all(h >= 1 for h in m[key]), f"model.{key}={list(m[key])} sizes must be >= 1")
+    check_arch(m)
     if m.name == "vae":
         _require(m.arch in ("mlp", "conv"), f"model.arch={m.arch!r} must be mlp or conv")
         _require(

@@ -106,7 +106,12 @@ register()
 def data_key(data_cfg: Any) -> dict[str, Any]:
     """What a data set's content depends on (not where it lives or how it is loaded)."""
     skip = {"root", "download", "num_workers"}
-    return {k: v for k, v in dict(data_cfg).items() if k not in skip}
+    key = {k: v for k, v in dict(data_cfg).items() if k not in skip}
+    # Options added after caches were written enter the key only when they change the data, so
+    # the cached statistics and classifiers of unchanged data stay valid.
+    if key.get("binarize") == "none":
+        del key["binarize"]
+    return key
 
 
 def _labeled(split: Any, what: str, data_name: str) -> tuple[torch.Tensor, torch.Tensor]:

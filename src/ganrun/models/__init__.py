@@ -1,4 +1,5 @@
-"""Models: ``model=<name>`` picks a builder from :data:`MODELS`.
+"""Models: ``model=<name>`` picks a builder from :data:`MODELS`, and for the convolutional GANs
+``model.arch=<name>`` their networks from :data:`CONV_ARCHS`.
 
 A builder takes the model config and the data set's :class:`~ganrun.data.base.DataInfo` and
 returns :class:`Networks`. Generators are called as ``G(z, y)`` and discriminators as ``D(x, y)``;
@@ -13,14 +14,35 @@ import torch
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.models import dcgan, gan, vae
+from ganrun.models import dcgan, gan, infogan, vae
 from ganrun.models.base import Networks
 from ganrun.schema import ModelConfig
 
-MODELS: dict[str, Callable[[ModelConfig, DataInfo], Networks]] = {
-    "dcgan": dcgan.build,
-    "wgan": dcgan.build,  # same networks; the critic flag and clipping come from its config
-    "wgan_gp": dcgan.build,  # critic without BatchNorm + gradient penalty, from its config
+Builder = Callable[[ModelConfig, DataInfo], Networks]
+
+# The convolutional GANs, and their networks: ``model.arch=<name>``.
+CONV_MODELS = ("dcgan", "wgan", "wgan_gp")
+CONV_ARCHS: dict[str, Builder] = {"conv": dcgan.build, "infogan": infogan.build}
+
+
+def check_arch(cfg: ModelConfig) -> None:
+    """A convolutional GAN's ``model.arch`` must name one of its networks (VAE: its own check)."""
+    if cfg.name in CONV_MODELS and cfg.arch not in CONV_ARCHS:
+        raise GanrunError(
+            f"model.arch={cfg.arch!r} is not a network of model={cfg.name}; choose "
+            f"model.arch= one of: {', '.join(CONV_ARCHS)}"
+        )
+
+
+def _conv_gan(cfg: ModelConfig, info: DataInfo) -> Networks:
+    check_arch(cfg)
+    return CONV_ARCHS[cfg.arch](cfg, info)
+
+
+MODELS: dict[str, Builder] = {
+    "dcgan": _conv_gan,
+    "wgan": _conv_gan,  # same networks; the critic flag and clipping come from its config
+    "wgan_gp": _conv_gan,  # critic without BatchNorm + gradient penalty, from its config
     "gan": gan.build,
     "vae": vae.build,
 }
