@@ -103,15 +103,19 @@ def register() -> None:
 register()
 
 
+# Data options added after caches were written, with the value that leaves the data as it was:
+# at that value they stay out of the key, so cached statistics and classifiers stay valid.
+_ADDED_OPTIONS = {"binarize": "none"}
+
+
 def data_key(data_cfg: Any) -> dict[str, Any]:
     """What a data set's content depends on (not where it lives or how it is loaded)."""
     skip = {"root", "download", "num_workers"}
-    key = {k: v for k, v in dict(data_cfg).items() if k not in skip}
-    # Options added after caches were written enter the key only when they change the data, so
-    # the cached statistics and classifiers of unchanged data stay valid.
-    if key.get("binarize") == "none":
-        del key["binarize"]
-    return key
+    return {
+        k: v
+        for k, v in dict(data_cfg).items()
+        if k not in skip and not (k in _ADDED_OPTIONS and v == _ADDED_OPTIONS[k])
+    }
 
 
 def _labeled(split: Any, what: str, data_name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,12 +9,11 @@ all for a WGAN-GP critic), and a last s x s convolution to one logit or critic s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.models.base import Networks
+from ganrun.models.base import Networks, projection, with_label
 from ganrun.schema import ModelConfig
 
 
@@ -65,8 +64,7 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes:
-            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
+        z = with_label(z, y, self.num_classes)
         return self.net(z[:, :, None, None])
 
 
@@ -95,10 +93,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.net(x)
-        out = self.head(h).flatten()
-        if self.embed is not None:
-            out = out + (self.embed(y) * h.flatten(1)).sum(dim=1)
-        return out
+        return projection(self.head(h).flatten(), self.embed, y, h)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.models.base import Networks
+from ganrun.models.base import Networks, projection, with_label
 from ganrun.schema import ModelConfig
 
 
@@ -55,8 +54,7 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes:
-            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
+        z = with_label(z, y, self.num_classes)
         return self.net(z).view(z.shape[0], *self.shape)
 
 
@@ -77,10 +75,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)
-        out = self.head(h).flatten()
-        if self.embed is not None:
-            out = out + (self.embed(y) * h).sum(dim=1)
-        return out
+        return projection(self.head(h).flatten(), self.embed, y, h)
 
 
 def _init(net: nn.Module, irange: float) -> None:

@@ -14,12 +14,11 @@ and biases at zero, as in compare_gan.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.models.base import Networks
+from ganrun.models.base import Networks, projection, with_label
 from ganrun.schema import ModelConfig
 
 
@@ -61,8 +60,7 @@ class Generator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes:
-            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
+        z = with_label(z, y, self.num_classes)
         h = self.fc(z).view(z.shape[0], self.channels, self.start, self.start)
         return self.conv(h)
 
@@ -90,10 +88,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.net(x)
-        out = self.head(h).flatten()
-        if self.embed is not None:
-            out = out + (self.embed(y) * h).sum(dim=1)
-        return out
+        return projection(self.head(h).flatten(), self.embed, y, h)
 
 
 def init_weights(module: nn.Module) -> None:
