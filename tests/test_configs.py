@@ -103,9 +103,25 @@ def test_lucic2018_infogan_preset_keeps_the_base_preset_and_each_model(model):
         )
         assert cfg.train.steps * cfg.train.d_steps == 15600 and cfg.train.batch_size == 64
         assert m.d_batchnorm == (model != "wgan_gp")  # each model keeps its own critic
+    # The VAE's prior is N(0, I), not the GANs' U(-1, 1): it has a preset of its own.
     vae = composed(["experiment=lucic2018_mnist_infogan", "model=vae"])
-    with vae as cfg, pytest.raises(GanrunError, match="model.arch='infogan' must be mlp or conv"):
+    with vae as cfg, pytest.raises(GanrunError, match="model.noise=uniform does not apply"):
         validate_train_config(cfg)
+
+
+def test_lucic2018_vae_preset_is_the_vae_row_with_the_papers_networks():
+    with composed(["experiment=lucic2018_mnist_vae"]) as cfg:
+        validate_train_config(cfg)
+        m = cfg.model
+        assert (m.name, m.arch, m.latent_dim, m.width, m.noise) == (
+            "vae",
+            "infogan",
+            64,
+            64,
+            "normal",
+        )
+        assert (cfg.train.steps, cfg.train.batch_size, cfg.data.name) == (15600, 64, "mnist")
+        assert cfg.eval.name == "paper" and cfg.eval.at_end
 
 
 def test_model_brings_paper_defaults_and_overrides_win():

@@ -130,13 +130,38 @@ def test_wgan_gp_critic_has_no_batchnorm():
     assert _count(nets.discriminator) == d
 
 
+def test_vae_infogan_networks_follow_compare_gan():
+    # Lucic et al.'s VAE: the InfoGAN D's layers encode (to 2 x 64 Gaussian parameters), its G's
+    # layers decode, with ReLU where the GAN's G has leaky ReLU; N(0, 0.02) init throughout.
+    _, nets = _nets(
+        "vae", 28, 1, overrides=["model.arch=infogan", "model.latent_dim=64", "model.width=64"]
+    )
+    vae = nets.generator
+    enc = (1 * 64 * 16 + 64) + (64 * 128 * 16 + 2 * 128) + (6272 * 1024 + 2 * 1024)
+    dec = (64 * 1024 + 2 * 1024) + (1024 * 6272 + 2 * 6272) + (128 * 64 * 16 + 2 * 64)
+    dec += 64 * 1 * 16 + 1
+    assert _count(vae.encoder) == enc and _count(vae.decoder_net) == dec
+    assert _count(vae.to_stats) == 1024 * 128 + 128
+    acts = [
+        type(m)
+        for m in vae.decoder_net.modules()
+        if isinstance(m, torch.nn.ReLU | torch.nn.LeakyReLU)
+    ]
+    assert acts == [torch.nn.ReLU] * 3
+    assert abs(vae.to_stats.weight.std().item() - 0.02) < 0.004
+    assert torch.count_nonzero(vae.to_stats.bias) == 0
+    assert vae.decode_logits(torch.randn(2, 64)).shape == (2, 1, 28, 28)
+
+
 def test_vae_mlp_parameter_count():
     _, nets = _nets("vae", 28, 1)
     expected = (784 * 500 + 500) + (500 * 40 + 40) + (20 * 500 + 500) + (500 * 784 + 784)
     assert _count(nets.generator) == expected and nets.discriminator is None
 
 
-@pytest.mark.parametrize("model", [*sorted(MODELS), "dcgan-infogan", "wgan_gp-infogan"])
+@pytest.mark.parametrize(
+    "model", [*sorted(MODELS), "dcgan-infogan", "wgan_gp-infogan", "vae-conv", "vae-infogan"]
+)
 @pytest.mark.parametrize(("res", "ch"), [(16, 1), (28, 1), (32, 3), (48, 1), (64, 3)])
 def test_output_shapes(model, res, ch):
     model, _, arch = model.partition("-")
@@ -229,6 +254,7 @@ def test_vae_bounds_are_consistent():
         ["model=vae", "model.likelihood=gaussian"],
         ["model=wgan_gp", "model.conditional=true"],
         ["model=wgan_gp", "model.arch=infogan", "model.width=8"],
+        ["model=vae", "model.arch=infogan", "model.width=8"],
     ],
     ids=lambda o: "-".join(v.split("=")[1] for v in o),
 )
@@ -255,6 +281,8 @@ def test_every_model_trains_from_the_cli(cli, tmp_path, overrides):
         (["model=dcgan", "data.resolution=36"], "data.resolution=36"),
         (["model=vae", "model.output=tanh"], "model.output=sigmoid"),
         (["model=vae", "model.conditional=true"], "no conditional variant"),
+        (["model=vae", "model.noise=uniform"], "use model.noise=normal"),
+        (["model=vae", "model.arch=gan"], "choose model.arch= one of: mlp, conv, infogan"),
         (["model=gan", "model.dropout_hidden=1.0"], "model.dropout_hidden"),
         (["model=wgan", "model.clip_value=-1"], "model.clip_value"),
         (["model=dcgan", "model.arch=mlp"], "choose model.arch= one of: conv, infogan"),

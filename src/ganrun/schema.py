@@ -94,7 +94,7 @@ class ModelConfig:
     critic: bool = False  # D outputs an unbounded score instead of a logit
     clip_value: float = 0.0  # WGAN weight clipping; 0 = off
     gp_weight: float = 0.0  # WGAN-GP gradient penalty weight; 0 = off
-    # Networks. dcgan/wgan/wgan_gp: conv (DCGAN's) | infogan (Lucic et al.'s); vae: conv | mlp
+    # Networks. dcgan/wgan/wgan_gp: conv (DCGAN's) | infogan (Lucic et al.'s); vae: also mlp
     arch: str = "conv"
     likelihood: str = "bernoulli"  # VAE: bernoulli | gaussian
     conditional: bool = False

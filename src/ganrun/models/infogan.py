@@ -1,7 +1,8 @@
 """The InfoGAN networks (Chen et al. 2016) as Lucic et al. (2018) trained every GAN on MNIST.
 
-``model.arch=infogan`` with model=dcgan, wgan or wgan_gp. Layer for layer the networks of their
-code (compare_gan's ``AbstractGAN``), for any resolution divisible by 4:
+``model.arch=infogan`` with model=dcgan, wgan or wgan_gp (and model=vae: :mod:`ganrun.models.vae`
+builds its encoder and decoder from these). Layer for layer the networks of their code
+(compare_gan's ``AbstractGAN``), for any resolution divisible by 4:
 G: z -> FC 1024 -> FC 128 x (r/4)^2 -> 4x4 stride-2 transposed conv to 64 channels -> 4x4
 stride-2 transposed conv to the image; BatchNorm and LeakyReLU(0.2) after every hidden layer
 (compare_gan's leaky ReLU, where the InfoGAN paper has ReLU in G).
@@ -32,12 +33,16 @@ def start_size(resolution: int) -> int:
     return resolution // 4
 
 
-def _act() -> nn.Module:
-    return nn.LeakyReLU(0.2, inplace=True)
+def _act(negative_slope: float = 0.2) -> nn.Module:
+    if not negative_slope:
+        return nn.ReLU(inplace=True)
+    return nn.LeakyReLU(negative_slope, inplace=True)
 
 
 class Generator(nn.Module):
-    def __init__(self, cfg: ModelConfig, info: DataInfo, num_classes: int = 0) -> None:
+    def __init__(
+        self, cfg: ModelConfig, info: DataInfo, num_classes: int = 0, negative_slope: float = 0.2
+    ) -> None:
         super().__init__()
         self.start = start_size(info.resolution)
         self.channels = 2 * cfg.width
@@ -46,15 +51,15 @@ class Generator(nn.Module):
         self.fc = nn.Sequential(
             nn.Linear(cfg.latent_dim + num_classes, hidden, bias=False),
             nn.BatchNorm1d(hidden),
-            _act(),
+            _act(negative_slope),
             nn.Linear(hidden, self.channels * self.start**2, bias=False),
             nn.BatchNorm1d(self.channels * self.start**2),
-            _act(),
+            _act(negative_slope),
         )
         self.conv = nn.Sequential(
             nn.ConvTranspose2d(self.channels, cfg.width, 4, 2, 1, bias=False),
             nn.BatchNorm2d(cfg.width),
-            _act(),
+            _act(negative_slope),
             nn.ConvTranspose2d(cfg.width, info.channels, 4, 2, 1),
             nn.Sigmoid() if cfg.output == "sigmoid" else nn.Tanh(),
         )

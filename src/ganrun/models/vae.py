@@ -2,14 +2,17 @@
 
 q(z|x) = N(mu(x), diag sigma^2(x)) from the encoder, p(z) = N(0, I), and p(x|z) Bernoulli
 (pixels in [0, 1] as probabilities, the paper's MNIST model) or Gaussian (mean from the decoder,
-one learned log-variance shared by all pixels). ``model.arch`` picks MLP networks (hidden sizes
-``model.g_hidden``, the paper's 500) or DCGAN-style convolutional ones. The generator interface
-``vae(z)`` decodes to the mean image, so sample grids and evaluators treat it like any G.
+one learned log-variance shared by all pixels). ``model.arch`` picks the networks from
+:data:`ARCHS`: MLPs (hidden sizes ``model.g_hidden``, the paper's 500), DCGAN-style convolutional
+ones, or the InfoGAN networks with which Lucic et al. (2018) trained their VAE (compare_gan's
+``VAE``: D's layers as encoder, G's with ReLU as decoder). The generator interface ``vae(z)``
+decodes to the mean image, so sample grids and evaluators treat it like any G.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,7 @@ from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.models import dcgan
+from ganrun.models import dcgan, infogan
 from ganrun.models.base import Networks
 from ganrun.schema import ModelConfig
 
@@ -31,6 +34,44 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])  # no activation after the last layer
 
 
+# Each returns (encoder, its feature count, decoder): the encoder maps images to flat features,
+# the decoder maps z to the logits (Bernoulli) or means (Gaussian) of the pixels.
+Nets = tuple[nn.Module, int, nn.Module]
+
+
+def _mlp_nets(cfg: ModelConfig, info: DataInfo) -> Nets:
+    pixels = info.channels * info.resolution**2
+    encoder = nn.Sequential(nn.Flatten(), _mlp([pixels, *cfg.g_hidden]), nn.ReLU())
+    features = cfg.g_hidden[-1] if cfg.g_hidden else pixels
+    return encoder, features, _mlp([cfg.latent_dim, *reversed(cfg.g_hidden), pixels])
+
+
+def _conv_nets(cfg: ModelConfig, info: DataInfo) -> Nets:
+    trunk = dcgan.Discriminator(info.channels, info.resolution, cfg.width, True)
+    start, _ = dcgan.plan(info.resolution)
+    features = trunk.head.in_channels * start * start
+    # DCGAN's generator without its output activation: the likelihood applies it.
+    g = dcgan.Generator(cfg.latent_dim, info.channels, info.resolution, cfg.width, "tanh")
+    decoder = nn.Sequential(nn.Unflatten(1, (cfg.latent_dim, 1, 1)), *list(g.net)[:-1])
+    return nn.Sequential(trunk.net, nn.Flatten()), features, decoder
+
+
+def _infogan_nets(cfg: ModelConfig, info: DataInfo) -> Nets:
+    d = infogan.Discriminator(cfg, info)
+    g = infogan.Generator(cfg, info, negative_slope=0.0)  # compare_gan's VAE decodes with ReLU
+    unflatten = nn.Unflatten(1, (g.channels, g.start, g.start))
+    decoder = nn.Sequential(g.fc, unflatten, *list(g.conv)[:-1])  # no output activation
+    return d.net, d.head.in_features, decoder
+
+
+# model.arch=<name> of the VAE.
+ARCHS: dict[str, Callable[[ModelConfig, DataInfo], Nets]] = {
+    "mlp": _mlp_nets,
+    "conv": _conv_nets,
+    "infogan": _infogan_nets,
+}
+
+
 class VAE(nn.Module):
     def __init__(self, cfg: ModelConfig, info: DataInfo) -> None:
         super().__init__()
@@ -41,25 +82,13 @@ class VAE(nn.Module):
         self.shape = (info.channels, info.resolution, info.resolution)
         self.latent_dim = cfg.latent_dim
         self.likelihood = cfg.likelihood
-        pixels = math.prod(self.shape)
-        if cfg.arch == "mlp":
-            self.encoder = nn.Sequential(nn.Flatten(), _mlp([pixels, *cfg.g_hidden]), nn.ReLU())
-            features = cfg.g_hidden[-1] if cfg.g_hidden else pixels
-            self.decoder_net = _mlp([cfg.latent_dim, *reversed(cfg.g_hidden), pixels])
-        elif cfg.arch == "conv":
-            trunk = dcgan.Discriminator(info.channels, info.resolution, cfg.width, True)
-            start, _ = dcgan.plan(info.resolution)
-            features = trunk.head.in_channels * start * start
-            self.encoder = nn.Sequential(trunk.net, nn.Flatten())
-            # DCGAN's generator without its output activation: the likelihood applies it.
-            g = dcgan.Generator(cfg.latent_dim, info.channels, info.resolution, cfg.width, "tanh")
-            self.decoder_net = nn.Sequential(
-                nn.Unflatten(1, (cfg.latent_dim, 1, 1)), *list(g.net)[:-1]
-            )
-        else:
-            raise GanrunError(f"model.arch={cfg.arch!r} must be mlp or conv")
+        if cfg.arch not in ARCHS:
+            raise GanrunError(f"model.arch={cfg.arch!r} must be one of: {', '.join(ARCHS)}")
+        self.encoder, features, self.decoder_net = ARCHS[cfg.arch](cfg, info)
         self.to_stats = nn.Linear(features, 2 * cfg.latent_dim)
         self.log_var_x = nn.Parameter(torch.zeros(())) if cfg.likelihood == "gaussian" else None
+        if cfg.arch == "infogan":
+            self.apply(infogan.init_weights)
 
     # ---------------------------------------------------------------- the generator interface
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
