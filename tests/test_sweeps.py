@@ -4,8 +4,10 @@ objective, sweep progress, and the TensorBoard logger; each ends in a `ganrun re
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
+import joblib
 import pytest
 import yaml
 from omegaconf import OmegaConf
@@ -86,6 +88,11 @@ def test_joblib_launcher_2x2_and_report(cli, tmp_path):
     )
     assert code == 0, err
     _check_2x2(cli, tmp_path, "sweep")
+    # joblib gives each of its n_jobs workers its share of the cores through OMP_NUM_THREADS;
+    # ganrun keeps to it, where using every core in every job would oversubscribe them.
+    share = os.environ.get("OMP_NUM_THREADS") or str(max(joblib.cpu_count() // 2, 1))
+    for run in _runs(tmp_path / "sweep"):
+        assert f"CPU threads: {share}," in (run / "train.log").read_text()
 
 
 def test_submitit_local_two_jobs(cli, tmp_path):

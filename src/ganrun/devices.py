@@ -42,7 +42,13 @@ def resolve_device(kind: str) -> torch.device:
 
 
 def configure_threads() -> int:
-    """Use every core this process may run on (containers often allow fewer than the host has)."""
+    """Use every core this process may run on (containers often allow fewer than the host has),
+    unless OMP_NUM_THREADS asks for a count: then torch already runs with that many. Overriding
+    it would oversubscribe the cores when jobs share a machine (two 2-thread jobs on two cores
+    ran 3-7x slower than one thread each) and in torchrun's CPU workers, which it sets to 1."""
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    if requested.isdigit() and int(requested) > 0:
+        return torch.get_num_threads()
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows

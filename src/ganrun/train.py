@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from ganrun import distributed
@@ -20,7 +21,7 @@ from ganrun.loggers import check_logger
 from ganrun.losses import LOSSES
 from ganrun.models import build_model
 from ganrun.models.ema import EMA
-from ganrun.optim import build_optimizer
+from ganrun.optim import build_optimizer, fused_for
 from ganrun.rundir import (
     CHECKPOINTS,
     CONFIG_FILE,
@@ -70,7 +71,7 @@ def build_setup(cfg: DictConfig) -> Setup:
         nets.discriminator.to(device)
     modules = [m for m in (nets.generator, nets.discriminator) if m is not None]
     accelerate(modules, cfg.trainer, device)
-    fused = device.type == "cuda"  # one kernel per optimizer step instead of one per tensor
+    fused = fused_for(device)
     opt_g = build_optimizer(cfg.optim, nets.generator.parameters(), fused=fused)
     opt_d = None
     if nets.discriminator is not None:
@@ -149,13 +150,14 @@ def _run(
 def _train(cfg: DictConfig, setup: Setup, trainer: Trainer) -> dict[str, float]:
     n_g = sum(p.numel() for p in setup.nets.generator.parameters())
     log.info(
-        "model=%s data=%s (%d train images, %dx%d) device=%s, G has %d parameters",
+        "model=%s data=%s (%d train images, %dx%d) device=%s, CPU threads: %d, G has %d parameters",
         cfg.model.name,
         cfg.data.name,
         len(setup.data.train),
         cfg.data.resolution,
         cfg.data.resolution,
         setup.device,
+        torch.get_num_threads(),
         n_g,
     )
     if trainer.step:  # resumed: say so in train.log too, which is attached only now
