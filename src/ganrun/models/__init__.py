@@ -1,5 +1,5 @@
-"""Models: ``model=<name>`` picks a builder from :data:`MODELS`, and for the convolutional GANs
-``model.arch=<name>`` their networks from :data:`CONV_ARCHS`.
+"""Models: ``model=<name>`` picks a builder from :data:`MODELS`, and ``model.arch=<name>`` the
+networks of a model that offers several (:data:`ARCHS`).
 
 A builder takes the model config and the data set's :class:`~ganrun.data.base.DataInfo` and
 returns :class:`Networks`. Generators are called as ``G(z, y)`` and discriminators as ``D(x, y)``;
@@ -20,22 +20,29 @@ from ganrun.schema import ModelConfig
 
 Builder = Callable[[ModelConfig, DataInfo], Networks]
 
-# The convolutional GANs, and their networks: ``model.arch=<name>``.
-CONV_MODELS = ("dcgan", "wgan", "wgan_gp")
+# The networks of the convolutional GANs: ``model.arch=<name>``.
 CONV_ARCHS: dict[str, Builder] = {"conv": dcgan.build, "infogan": infogan.build}
+
+# Each model that offers a choice of networks, and its choices (the others have one network).
+ARCHS: dict[str, dict[str, Callable[..., object]]] = {
+    "dcgan": CONV_ARCHS,
+    "wgan": CONV_ARCHS,
+    "wgan_gp": CONV_ARCHS,
+    "vae": vae.ARCHS,
+}
 
 
 def check_arch(cfg: ModelConfig) -> None:
-    """A convolutional GAN's ``model.arch`` must name one of its networks (VAE: its own check)."""
-    if cfg.name in CONV_MODELS and cfg.arch not in CONV_ARCHS:
+    """``model.arch`` must name one of the model's networks."""
+    choices = ARCHS.get(cfg.name)
+    if choices is not None and cfg.arch not in choices:
         raise GanrunError(
             f"model.arch={cfg.arch!r} is not a network of model={cfg.name}; choose "
-            f"model.arch= one of: {', '.join(CONV_ARCHS)}"
+            f"model.arch= one of: {', '.join(choices)}"
         )
 
 
 def _conv_gan(cfg: ModelConfig, info: DataInfo) -> Networks:
-    check_arch(cfg)
     return CONV_ARCHS[cfg.arch](cfg, info)
 
 
@@ -59,6 +66,7 @@ def build_model(cfg: ModelConfig, info: DataInfo) -> Networks:
             f"model={cfg.name} needs image data, but data={info.name} is {info.channels}-D "
             f"points; use model={' or model='.join(POINT_MODELS)}"
         )
+    check_arch(cfg)
     if cfg.conditional and info.num_classes == 0:
         raise GanrunError(
             f"model.conditional=true needs class labels, but data={info.name} has none; "

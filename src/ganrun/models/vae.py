@@ -82,8 +82,6 @@ class VAE(nn.Module):
         self.shape = (info.channels, info.resolution, info.resolution)
         self.latent_dim = cfg.latent_dim
         self.likelihood = cfg.likelihood
-        if cfg.arch not in ARCHS:
-            raise GanrunError(f"model.arch={cfg.arch!r} must be one of: {', '.join(ARCHS)}")
         self.encoder, features, self.decoder_net = ARCHS[cfg.arch](cfg, info)
         self.to_stats = nn.Linear(features, 2 * cfg.latent_dim)
         self.log_var_x = nn.Parameter(torch.zeros(())) if cfg.likelihood == "gaussian" else None
