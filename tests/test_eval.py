@@ -339,3 +339,50 @@ def test_inception_metrics_refused_up_front(cli, cache, trained, tmp_path) -> No
     code, out, err = cli("eval", f"run={run}", *FAST, *accept, "eval.metrics=[is]", cwd=tmp_path)
     assert code == 2 and "Inception Score cannot be computed" in err, err
     assert not (run / "eval").exists() and not (run / "eval.csv").exists()
+
+
+def test_multirun_jobs_let_go_of_training_before_scoring_and_the_next_job(
+    cli, cache, tmp_path, monkeypatch
+) -> None:
+    """The basic launcher runs every job in this one process: a job's weights, optimizer state and
+    device-resident data must be freed by the time it scores and the next job starts, not left
+    to the cyclic garbage collector (disabled here, so a reference cycle would show)."""
+    import gc
+
+    import ganrun.evaluate
+    from ganrun.trainer import Trainer
+
+    seen = []
+    init, at_end = Trainer.__init__, ganrun.evaluate.evaluate_at_end
+
+    def live_trainers(new=None) -> int:
+        return sum(isinstance(o, Trainer) and o is not new for o in gc.get_objects())
+
+    def counting_init(self, *args, **kwargs):
+        seen.append(("train", live_trainers(new=self)))
+        init(self, *args, **kwargs)
+
+    def counting_at_end(*args, **kwargs):
+        seen.append(("eval", live_trainers()))
+        return at_end(*args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "__init__", counting_init)
+    monkeypatch.setattr(ganrun.evaluate, "evaluate_at_end", counting_at_end)
+    gc.collect()
+    gc.disable()
+    try:
+        code, out, err = cli(
+            "train",
+            "-m",
+            "seed=0,1",
+            *TINY,
+            "hydra.sweep.dir=s",
+            "eval.at_end=true",
+            *FAST,
+            cwd=tmp_path,
+        )
+    finally:
+        gc.enable()
+    assert code == 0, err
+    assert seen == [("train", 0), ("eval", 0), ("train", 0), ("eval", 0)]
+    assert all((tmp_path / "s" / job / "eval.csv").is_file() for job in ("0", "1"))

@@ -136,6 +136,9 @@ def _run(
     handler = attach_log_file(run_dir)
     try:
         last = _train(cfg, setup, trainer)
+        # Scoring reloads the checkpoint, so the weights, optimizer state and resident data of
+        # training are let go first (on a GPU, room for the feature extractor).
+        del setup, trainer
         record = None
         if cfg.eval.at_end and (ddp is None or ddp.main):
             from ganrun.evaluate import evaluate_at_end

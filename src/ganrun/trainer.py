@@ -7,7 +7,6 @@ steps, when a window of per-step rows is written to ``metrics.csv``.
 from __future__ import annotations
 
 import csv
-import functools
 import logging
 import random
 import sys
@@ -106,8 +105,10 @@ class Trainer:
         )
         window: list[tuple[int, dict[str, torch.Tensor], float]] = []
         last: dict[str, float] = {}
-        step = step_for(self.s.nets.kind, self.cfg.train.simultaneous)
-        self.train_step = functools.partial(step, self)
+        # A local, not an attribute: a step bound to self would make a reference cycle, and a
+        # multirun's finished jobs would keep their weights, optimizer state and device-resident
+        # data until the cyclic garbage collector happened to run.
+        train_step = step_for(self.s.nets.kind, self.cfg.train.simultaneous)
         self.G.train()
         with GracefulStop() as stop:
             # The loop ends only through `done`: a signal that lands after `done` was computed
@@ -115,7 +116,7 @@ class Trainer:
             while self.step < cfg.steps:
                 start = time.perf_counter()
                 apply_schedule(self.cfg.optim, self.s.opt_g, self.s.opt_d, self.step)
-                stats = self.train_step()
+                stats = train_step(self)
                 self.step += 1
                 window.append((self.step, stats, time.perf_counter() - start))
                 bar.update(1)
