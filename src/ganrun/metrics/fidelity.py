@@ -165,6 +165,8 @@ def gray_to_rgb(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
+# Built once per process and kept: `ganrun eval` on a sweep folder scores every run in one process,
+# and rebuilding Inception (or reloading the classifier) per run would cost seconds each time.
 _EXTRACTORS: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 
