@@ -267,6 +267,8 @@ def test_every_model_trains_from_the_cli(cli, tmp_path, overrides):
     assert code == 0, err
     assert (tmp_path / "run/checkpoints/last.pt").is_file()
     assert list((tmp_path / "run/samples").glob("step_*.png"))
+    if "model.arch=infogan" in overrides:
+        assert " model.arch=infogan data=" in (tmp_path / "run/train.log").read_text()
     if "model=vae" in overrides:
         assert list((tmp_path / "run/samples").glob("recon_step_*.png"))
         assert (tmp_path / "run/metrics.csv").read_text().startswith("step,loss,recon,kl,")
