@@ -76,6 +76,7 @@ def test_run_scores_every_checkpoint_and_records_protocol(cli, cache, trained, t
     assert 0.0 <= fid["classifier_test_accuracy"] <= 1.0
     assert (fid["num_generated"], fid["num_real"], fid["reference_split"]) == (200, 150, "test")
     assert fid["seed"] == 0 and record["wall_time_s"] > 0
+    assert (record["model"], record["arch"], record["data"]) == ("dcgan", "conv", "digits")
     assert fid["reference_cached"] is True  # step 3 computed the real side; step 6 reused it
     assert set(record["skipped"]) == {"elbo", "iw_ll", "modes"}
     assert rows[1]["fid_digits_cnn"] == repr(values["fid_digits_cnn"])
@@ -308,6 +309,7 @@ def test_ring_modes_end_to_end(cli, cache, tmp_path) -> None:
     code, out, err = cli("eval", "checkpoint=g/checkpoints/last.pt", *FAST, cwd=tmp_path)
     assert code == 0, err
     record = json.loads((tmp_path / "g/eval/last/metrics.json").read_text())["results"]["fast"]
+    assert (record["model"], record["arch"]) == ("gan", None)  # the MLP GAN has one network
     assert record["metrics"]["num_modes"] == 8
     assert 0 <= record["metrics"]["modes_covered"] <= 8
     assert 0.0 <= record["metrics"]["high_quality"] <= 1.0
@@ -356,7 +358,9 @@ def test_multirun_jobs_let_go_of_training_before_scoring_and_the_next_job(
     init, at_end = Trainer.__init__, ganrun.evaluate.evaluate_at_end
 
     def live_trainers(new=None) -> int:
-        return sum(isinstance(o, Trainer) and o is not new for o in gc.get_objects())
+        # type(), not isinstance(): isinstance reads __class__ of every object in the heap,
+        # which trips torch's deprecation warnings on its lazily deprecated module attributes
+        return sum(type(o) is Trainer and o is not new for o in gc.get_objects())
 
     def counting_init(self, *args, **kwargs):
         seen.append(("train", live_trainers(new=self)))

@@ -26,6 +26,7 @@ from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
 from ganrun.metrics import METRICS, EvalContext, Metric
 from ganrun.metrics.results import EVAL_CSV, checkpoint_name, run_dir_of, write_record
+from ganrun.models import arch_of
 from ganrun.restore import Restored, restore
 
 log = logging.getLogger("ganrun")
@@ -173,6 +174,7 @@ def score(job: Job, eval_cfg: DictConfig) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "device": str(ctx.device),
         "model": restored.config.model.name,
+        "arch": arch_of(restored.config.model),
         "data": restored.config.data.name,
         "metrics": values,
         "protocol": protocol,

@@ -25,7 +25,7 @@ import yaml
 from omegaconf import DictConfig
 
 from ganrun.errors import GanrunError
-from ganrun.metrics.results import EVAL_CSV, read_csv
+from ganrun.metrics.results import EVAL_CSV, META_COLUMNS, read_csv
 from ganrun.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES
 
 REPORT_DIR = "report"
@@ -151,14 +151,13 @@ def _number(value: Any) -> float | None:
 def eval_metrics(job: Job) -> dict[str, list[tuple[int, float]]]:
     """Each evaluated metric as (step, value) pairs; a checkpoint scored twice counts once."""
     series: dict[str, dict[int, float]] = {}
-    meta = {"checkpoint", "step", "preset", "weights", "wall_time_s", "timestamp"}
     for row in sorted(job.evals, key=lambda r: r.get("timestamp") or ""):
         step = _number(row.get("step"))
         if step is None:
             continue
         for key, value in row.items():
             number = _number(value)
-            if key in meta or "." in key or number is None:
+            if key in META_COLUMNS or "." in key or number is None:
                 continue
             series.setdefault(key, {})[int(step)] = number  # the newest scoring wins
     return {k: sorted(v.items()) for k, v in series.items()}

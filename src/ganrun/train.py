@@ -19,7 +19,7 @@ from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
 from ganrun.loggers import check_logger
 from ganrun.losses import LOSSES
-from ganrun.models import ARCHS, build_model
+from ganrun.models import arch_of, build_model
 from ganrun.models.ema import EMA
 from ganrun.optim import build_optimizer, fused_for
 from ganrun.rundir import (
@@ -153,7 +153,7 @@ def _run(
 def _train(cfg: DictConfig, setup: Setup, trainer: Trainer) -> dict[str, float]:
     n_g = sum(p.numel() for p in setup.nets.generator.parameters())
     # model=dcgan alone would hide which networks ran where the model offers a choice
-    arch = f" model.arch={cfg.model.arch}" if cfg.model.name in ARCHS else ""
+    arch = f" model.arch={arch_of(cfg.model)}" if arch_of(cfg.model) else ""
     log.info(
         "model=%s data=%s (%d train images, %dx%d) device=%s, CPU threads: %d, G has %d parameters",
         cfg.model.name + arch,

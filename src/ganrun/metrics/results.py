@@ -23,7 +23,8 @@ from ganrun.errors import GanrunError
 EVAL_DIR = "eval"
 EVAL_CSV = "eval.csv"
 METRICS_JSON = "metrics.json"
-_FIRST = ["checkpoint", "step", "preset", "weights", "wall_time_s", "timestamp"]
+# The columns of eval.csv that describe a scoring rather than score it; they come first.
+META_COLUMNS = ("checkpoint", "step", "preset", "weights", "wall_time_s", "timestamp")
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -51,7 +52,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """One eval.csv row from a record."""
-    row = {key: record.get(key) for key in _FIRST}
+    row = {key: record.get(key) for key in META_COLUMNS}
     row.update(record["metrics"])
     for metric, protocol in record["protocol"].items():
         for key, value in protocol.items():
@@ -103,7 +104,8 @@ def _update_csv(path: Path, row: dict[str, Any]) -> None:
     columns: list[str] = []
     for r in rows:
         columns.extend(k for k in r if k not in columns)
-    columns = [c for c in _FIRST if c in columns] + [c for c in columns if c not in _FIRST]
+    first = [c for c in META_COLUMNS if c in columns]
+    columns = first + [c for c in columns if c not in first]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
     writer.writeheader()

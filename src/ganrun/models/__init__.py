@@ -42,6 +42,11 @@ def check_arch(cfg: ModelConfig) -> None:
         )
 
 
+def arch_of(cfg: ModelConfig) -> str | None:
+    """The networks the model runs, where it offers a choice; ``None`` where it has one."""
+    return cfg.arch if cfg.name in ARCHS else None
+
+
 def _conv_gan(cfg: ModelConfig, info: DataInfo) -> Networks:
     return CONV_ARCHS[cfg.arch](cfg, info)
 
