@@ -153,10 +153,10 @@ def _run(
 def _train(cfg: DictConfig, setup: Setup, trainer: Trainer) -> dict[str, float]:
     n_g = sum(p.numel() for p in setup.nets.generator.parameters())
     # model=dcgan alone would hide which networks ran where the model offers a choice
-    arch = f" model.arch={arch_of(cfg.model)}" if arch_of(cfg.model) else ""
+    arch = arch_of(cfg.model)
     log.info(
         "model=%s data=%s (%d train images, %dx%d) device=%s, CPU threads: %d, G has %d parameters",
-        cfg.model.name + arch,
+        cfg.model.name + (f" model.arch={arch}" if arch else ""),
         cfg.data.name,
         len(setup.data.train),
         cfg.data.resolution,

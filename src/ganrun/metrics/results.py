@@ -1,9 +1,10 @@
 """Where scores go: ``<run>/eval/<checkpoint>/metrics.json`` and ``<run>/eval.csv``.
 
 metrics.json holds, per preset (``eval.name``), the full record of the last scoring of that
-checkpoint: values, and per metric its protocol (library and version, feature extractor and
-weights sha256, sample counts, reference split, seed), plus wall time. eval.csv has one row per
-(checkpoint, preset) with the same content flattened (``<metric>.<protocol key>`` columns).
+checkpoint: the model, its networks and data set, values, and per metric its protocol (library
+and version, feature extractor and weights sha256, sample counts, reference split, seed), plus wall
+time. eval.csv has one row per (checkpoint, preset) with the values and protocols flattened
+(``<metric>.<protocol key>`` columns).
 Scoring again replaces that checkpoint's row and preset entry; everything else is kept. Both
 files are replaced atomically.
 """
