@@ -199,6 +199,9 @@ def test_train_eval_at_end_scores_the_final_checkpoint(cli, cache, tmp_path) -> 
         cwd=tmp_path,
     )
     assert code == 0, err
+    # the wait after "done" is announced, so it does not read as a hang
+    assert out.index("ganrun: done.") < out.index("ganrun: scoring checkpoints/last.pt (eval=fast")
+    assert out.index("ganrun: scoring") < out.index("ganrun: checkpoints/last.pt (step 6)")
     rows = list(csv.DictReader((tmp_path / "r" / "eval.csv").open()))
     assert [(r["checkpoint"], r["step"]) for r in rows] == [("checkpoints/last.pt", "6")]
     assert float(rows[0]["fid_digits_cnn"]) > 0
