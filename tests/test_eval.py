@@ -82,13 +82,18 @@ def test_run_scores_every_checkpoint_and_records_protocol(cli, cache, trained, t
     assert rows[1]["fid_digits_cnn"] == repr(values["fid_digits_cnn"])
     assert "fid_cnn.weights_sha256" in rows[0]
     assert "eval done (2 checkpoint(s)" in out
+    # no terminal, so no progress bar: each checkpoint says it has begun, naming what applies
+    begun = "ganrun: scoring checkpoints/step_000003.pt (eval=fast: fid_cnn, kid_cnn, is_cnn)"
+    assert out.index(begun) < out.index("ganrun: checkpoints/step_000003.pt (step 3)")
+    assert out.index("ganrun: scoring checkpoints/step_000006.pt") > out.index(begun)
 
 
 def test_scores_are_reproducible_and_rescoring_replaces_rows(cli, cache, trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "run")
     ckpt = run / "checkpoints" / "last.pt"
     args = [f"checkpoint={ckpt}", *FAST, "eval.metrics=[fid_cnn]"]
-    assert cli("eval", *args, cwd=tmp_path)[0] == 0
+    code, out, _ = cli("eval", *args, cwd=tmp_path)
+    assert code == 0 and "ganrun: scoring checkpoints/last.pt (eval=fast: fid_cnn)\n" in out
     first = json.loads((run / "eval/last/metrics.json").read_text())["results"]["fast"]
     assert cli("eval", *args, cwd=tmp_path)[0] == 0
     assert cli("eval", *args, "eval.name=other", cwd=tmp_path)[0] == 0

@@ -183,6 +183,14 @@ def score(job: Job, eval_cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def _announce(job: Job, eval_cfg: DictConfig) -> None:
+    # Inception metrics on a CPU take half an hour per checkpoint with nothing else printed, which
+    # reads as a hang, or (after training's "done") as a finished job
+    names = ", ".join(name for name, _ in job.metrics)
+    where = checkpoint_name(job.ctx.restored.path)
+    print(f"ganrun: scoring {where} (eval={eval_cfg.name}: {names})", flush=True)
+
+
 def _summary(record: dict[str, Any]) -> str:
     parts = [
         f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["metrics"].items()
@@ -224,6 +232,8 @@ def run(cfg: DictConfig) -> None:
     )
     written: set[Path] = set()
     for job in bar:
+        if bar.disable:  # else the bar shows what is being scored
+            _announce(job, cfg.eval)
         record = score(job, cfg.eval)
         path = write_record(job.ctx.restored.path, record)
         written.add(run_dir_of(job.ctx.restored.path))
@@ -251,14 +261,16 @@ def check_at_end(cfg: DictConfig, nets: Any, data: Any, device: torch.device) ->
 
 
 def evaluate_at_end(
-    run_dir: Path, cfg: DictConfig, checkpoint: Path | None = None
+    run_dir: Path, cfg: DictConfig, checkpoint: Path | None = None, announce: bool = False
 ) -> dict[str, Any]:
     """Score the run's final checkpoint (or ``checkpoint``, for ``eval.every`` during training)
-    with the run's own eval config, and store the record."""
+    with the run's own eval config, and store the record. ``announce`` says so before scoring."""
     device = resolve_device(cfg.device.type)
     path = checkpoint or Path(run_dir) / "checkpoints" / "last.pt"
     restored = restore(path, device)
     job = plan(EvalContext(restored, cfg.eval, device), cfg.eval)
+    if announce:
+        _announce(job, cfg.eval)
     record = score(job, cfg.eval)
     out = write_record(path, record)
     print(f"ganrun: {_summary(record)} -> {out}", flush=True)

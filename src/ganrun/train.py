@@ -143,13 +143,7 @@ def _run(
         if cfg.eval.at_end and (ddp is None or ddp.main):
             from ganrun.evaluate import evaluate_at_end
 
-            # "done" above is training's; on a CPU the scoring can outlast it, silent until the end
-            metrics = ", ".join(cfg.eval.metrics)
-            print(
-                f"ganrun: scoring {CHECKPOINTS}/last.pt (eval={cfg.eval.name}: {metrics})",
-                flush=True,
-            )
-            record = evaluate_at_end(run_dir, cfg)
+            record = evaluate_at_end(run_dir, cfg, announce=True)
     finally:  # a multirun runs many jobs in one process: each keeps its own log file
         logging.getLogger().removeHandler(handler)
         handler.close()
