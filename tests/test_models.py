@@ -177,6 +177,22 @@ def test_output_shapes(model, res, ch):
         assert nets.discriminator(x).shape == (4,)
 
 
+@pytest.mark.parametrize(
+    ("noise", "scale"), [("normal", 1.0), ("uniform", 1.0), ("uniform", 3**0.5)]
+)
+def test_noise_distribution_and_scale(noise, scale):
+    # uniform at sqrt(3) is the 2014 released code's unit-variance "uniform" noise.
+    overrides = [f"model.noise={noise}", f"model.noise_scale={scale}"]
+    cfg, _ = _nets("gan", 0, 2, 0, kind="points", overrides=overrides)
+    z = sample_noise(cfg.model, 20000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    variance = scale**2 if noise == "normal" else scale**2 / 3
+    assert z.var().item() == pytest.approx(variance, rel=0.02)
+    assert z.mean().abs().item() < 0.01 * scale
+    if noise == "uniform":
+        assert -scale <= z.min().item() and z.max().item() <= scale
+        assert z.abs().max().item() > 0.999 * scale
+
+
 def test_gan_on_points():
     cfg, nets = _nets("gan", 0, 2, 0, kind="points")
     out = nets.generator(sample_noise(cfg.model, 5, torch.device("cpu")))
@@ -284,6 +300,8 @@ def test_every_model_trains_from_the_cli(cli, tmp_path, overrides):
         (["model=vae", "model.output=tanh"], "model.output=sigmoid"),
         (["model=vae", "model.conditional=true"], "no conditional variant"),
         (["model=vae", "model.noise=uniform"], "use model.noise=normal"),
+        (["model=vae", "model.noise_scale=2"], "use model.noise_scale=1"),
+        (["model=gan", "model.noise_scale=0"], "model.noise_scale=0.0 must be positive"),
         (["model=vae", "model.arch=gan"], "choose model.arch= one of: mlp, conv, infogan"),
         (["model=gan", "model.dropout_hidden=1.0"], "model.dropout_hidden"),
         (["model=wgan", "model.clip_value=-1"], "model.clip_value"),

@@ -79,6 +79,9 @@ class ModelConfig:
     name: str = MISSING  # key in ganrun.models.MODELS
     latent_dim: int = 100
     noise: str = "normal"  # normal | uniform
+    # normal: N(0, s^2 I); uniform: U(-s, s). The 2014 released code's "uniform" is U(-sqrt 3,
+    # sqrt 3), unit variance, where U(-1, 1) (Lucic et al.) has variance 1/3.
+    noise_scale: float = 1.0
     width: int = 64  # base channel count of convolutional nets (ngf/ndf)
     g_hidden: list[int] = field(default_factory=lambda: [1200, 1200])
     d_hidden: list[int] = field(default_factory=lambda: [240, 240])

@@ -81,6 +81,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     _require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
     _require(m.width >= 1, f"model.width={m.width} must be at least 1")
     _require(m.noise in ("normal", "uniform"), f"model.noise={m.noise!r} must be normal or uniform")
+    _require(m.noise_scale > 0, f"model.noise_scale={m.noise_scale} must be positive")
     _require(
         len(m.init_range) == 2 and all(r > 0 for r in m.init_range),
         f"model.init_range={list(m.init_range)} must be two positive numbers (G, D)",
@@ -119,6 +120,11 @@ def validate_train_config(cfg: DictConfig) -> None:
             m.noise == "normal",
             f"model=vae samples z from its N(0, I) prior, so model.noise={m.noise} does not "
             "apply; use model.noise=normal",
+        )
+        _require(
+            m.noise_scale == 1.0,
+            f"model=vae samples z from its N(0, I) prior, so model.noise_scale={m.noise_scale} "
+            "does not apply; use model.noise_scale=1",
         )
         _require(
             m.likelihood in ("bernoulli", "gaussian"),

@@ -83,10 +83,12 @@ def build_model(cfg: ModelConfig, info: DataInfo) -> Networks:
 def sample_noise(
     cfg: ModelConfig, n: int, device: torch.device, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Latent codes: N(0, I) (the 2014 GAN's released code too), or U(-1, 1)."""
+    """Latent codes: N(0, s^2 I) or U(-s, s), s = ``model.noise_scale``."""
+    s = cfg.noise_scale
     if cfg.noise == "uniform":
         z = torch.rand(n, cfg.latent_dim, device=device, generator=generator)
-        return z.mul_(2).sub_(1)
+        return z.mul_(2 * s).sub_(s)
     if cfg.noise == "normal":
-        return torch.randn(n, cfg.latent_dim, device=device, generator=generator)
+        z = torch.randn(n, cfg.latent_dim, device=device, generator=generator)
+        return z if s == 1.0 else z.mul_(s)
     raise GanrunError(f"unknown model.noise {cfg.noise!r}; choose normal or uniform")
