@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import errno
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -123,6 +124,34 @@ def test_signal_after_the_step_still_gets_its_checkpoint(cli, tmp_path, monkeypa
     assert code == 128 + signal.SIGTERM, err
     assert "stopped after step 4/10" in err
     assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 4
+
+
+def test_the_printed_continue_command_resumes_the_run(cli, tmp_path, monkeypatch):
+    # The run's own overrides (model.width=8, eval.metrics=[...]) must be in the command it
+    # prints: a resume without them is refused as a different model.
+    import ganrun.trainer
+
+    real_write = ganrun.trainer.MetricsLog.write
+
+    def write_then_signal(self, window):
+        out = real_write(self, window)
+        if window and window[-1][0] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    overrides = [*LONG, "train.steps=5", "train.log_every=1", "eval.metrics=[fid_cnn,is_cnn]"]
+    with monkeypatch.context() as m:
+        m.setattr(ganrun.trainer.MetricsLog, "write", write_then_signal)
+        code, _, err = cli("train", *overrides, "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 128 + signal.SIGTERM, err
+    command = shlex.split(err.split("continue with: ", 1)[1].strip())
+    assert command[:2] == ["ganrun", "train"] and "model.width=8" in command
+    assert "eval.metrics=[fid_cnn,is_cnn]" in command and "resume=auto" in command
+    code, _, err = cli(*command[1:], cwd=tmp_path)
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 5
+    with (tmp_path / "run/metrics.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5]
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,15 @@ LOG_FILE = "train.log"
 
 def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
+
+
+def continue_command(run_dir: Path) -> str:
+    """The command that continues this run: its own overrides, since a resume must keep the model,
+    data and loss it was trained with, then ``resume=auto`` in the same folder."""
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    keep = [o for o in task if o.lstrip("+~").split("=", 1)[0] != "resume"]
+    args = [*keep, "resume=auto", f"hydra.run.dir={run_dir}"]
+    return "ganrun train " + " ".join(shlex.quote(a) for a in args)
 
 
 def remove_if_empty(path: Path) -> None:

@@ -30,7 +30,7 @@ from ganrun.losses import GanLoss
 from ganrun.models import Networks, sample_noise
 from ganrun.models.ema import EMA
 from ganrun.optim import apply_schedule
-from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES
+from ganrun.rundir import CHECKPOINTS, METRICS_FILE, SAMPLES, continue_command
 from ganrun.samples import save_grid, save_reconstructions
 from ganrun.steps import step_for
 from ganrun.stopping import GracefulStop, RunInterrupted
@@ -147,8 +147,8 @@ class Trainer:
             stop.hand_over()
             raise RunInterrupted(
                 f"{stop.name} received: stopped after step {self.step}/{cfg.steps}; checkpoint "
-                f"saved in {self.run_dir / CHECKPOINTS}; continue with: ganrun train resume=auto "
-                f"hydra.run.dir={self.run_dir}",
+                f"saved in {self.run_dir / CHECKPOINTS}; continue with: "
+                f"{continue_command(self.run_dir)}",
                 stop.requested,
             )
         return last
