@@ -56,13 +56,14 @@ def test_every_experiment_composes(option):
 
 
 def test_goodfellow2014_preset_is_the_released_setup():
-    # pylearn2 mnist.yaml: Gaussian noise (the Generator's default), SGD 0.1 with momentum 0.5 ->
+    # pylearn2 mnist.yaml: "uniform" noise, U(-sqrt 3, sqrt 3); SGD 0.1 with momentum 0.5 ->
     # 0.7 over 250 epochs of 500 batches, lr / 1.000004 per update, batch 100, first 50k images.
     with composed(["experiment=goodfellow2014_mnist"]) as cfg:
         m, o = cfg.model, cfg.optim
-        assert (m.name, m.noise, list(m.init_range), cfg.loss.name) == (
+        assert (m.name, m.noise, m.noise_scale, list(m.init_range), cfg.loss.name) == (
             "gan",
-            "normal",
+            "uniform",
+            pytest.approx(3**0.5),
             [0.05, 0.005],
             "non_saturating",
         )

@@ -80,7 +80,9 @@ def test_slerp_endpoints_and_norm():
 
 
 def _restored(conditional: bool, classes: int = 10) -> SimpleNamespace:
-    model = OmegaConf.create({"conditional": conditional, "noise": "normal", "latent_dim": 4})
+    model = OmegaConf.create(
+        {"conditional": conditional, "noise": "normal", "noise_scale": 1.0, "latent_dim": 4}
+    )
     return SimpleNamespace(
         config=SimpleNamespace(model=model),
         path=Path("x.pt"),

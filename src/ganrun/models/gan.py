@@ -1,6 +1,6 @@
 """The GAN of Goodfellow et al. 2014, as in its released MNIST setup (pylearn2 ``mnist.yaml``).
 
-G: 100-d N(0, I) noise -> 1200 ReLU -> 1200 ReLU -> sigmoid pixels.
+G: 100-d U(-sqrt 3, sqrt 3) noise -> 1200 ReLU -> 1200 ReLU -> sigmoid pixels.
 D: maxout(240 units x 5 pieces) -> maxout(240 x 5) -> one logit; dropout keeps 0.8 of the
 inputs and 0.5 of the hidden units. The sigmoid of that output is D(x): the classifier losses
 apply it inside a numerically stable log. On 2-D point data (data=ring|grid) the same MLPs take
