@@ -104,20 +104,25 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 41))
 
 
-def test_signal_after_the_step_still_gets_its_checkpoint(cli, tmp_path, monkeypatch):
-    # SIGTERM lands while step 3's metrics are written, after the loop has decided that step 3
-    # needs no checkpoint: the run must do one more step and save it, never stop without one.
+def _sigterm_while_writing_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """SIGTERM the process right after the metrics row of ``step`` is written."""
     import ganrun.trainer
 
     real_write = ganrun.trainer.MetricsLog.write
 
     def write_then_signal(self, window):
         out = real_write(self, window)
-        if window and window[-1][0] == 3:
+        if window and window[-1][0] == step:
             os.kill(os.getpid(), signal.SIGTERM)
         return out
 
     monkeypatch.setattr(ganrun.trainer.MetricsLog, "write", write_then_signal)
+
+
+def test_signal_after_the_step_still_gets_its_checkpoint(cli, tmp_path, monkeypatch):
+    # SIGTERM lands while step 3's metrics are written, after the loop has decided that step 3
+    # needs no checkpoint: the run must do one more step and save it, never stop without one.
+    _sigterm_while_writing_step(monkeypatch, 3)
     code, _, err = cli(
         "train", *LONG, "train.steps=10", "train.log_every=1", "hydra.run.dir=run", cwd=tmp_path
     )
@@ -129,19 +134,9 @@ def test_signal_after_the_step_still_gets_its_checkpoint(cli, tmp_path, monkeypa
 def test_the_printed_continue_command_resumes_the_run(cli, tmp_path, monkeypatch):
     # The run's own overrides (model.width=8, eval.metrics=[...]) must be in the command it
     # prints: a resume without them is refused as a different model.
-    import ganrun.trainer
-
-    real_write = ganrun.trainer.MetricsLog.write
-
-    def write_then_signal(self, window):
-        out = real_write(self, window)
-        if window and window[-1][0] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
     overrides = [*LONG, "train.steps=5", "train.log_every=1", "eval.metrics=[fid_cnn,is_cnn]"]
     with monkeypatch.context() as m:
-        m.setattr(ganrun.trainer.MetricsLog, "write", write_then_signal)
+        _sigterm_while_writing_step(m, 2)
         code, _, err = cli("train", *overrides, "hydra.run.dir=run", cwd=tmp_path)
     assert code == 128 + signal.SIGTERM, err
     command = shlex.split(err.split("continue with: ", 1)[1].strip())

@@ -89,6 +89,5 @@ def sample_noise(
         z = torch.rand(n, cfg.latent_dim, device=device, generator=generator)
         return z.mul_(2 * s).sub_(s)
     if cfg.noise == "normal":
-        z = torch.randn(n, cfg.latent_dim, device=device, generator=generator)
-        return z if s == 1.0 else z.mul_(s)
+        return torch.randn(n, cfg.latent_dim, device=device, generator=generator).mul_(s)
     raise GanrunError(f"unknown model.noise {cfg.noise!r}; choose normal or uniform")
