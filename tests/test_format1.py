@@ -1,0 +1,107 @@
+"""Run folders written with checkpoint format 1 (tests/fixtures/format1, see its README) still
+sample, score, and resume to the very weights the old version trained."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from ganrun.checkpoint import load_checkpoint
+from ganrun.metrics import classifier
+
+FIXTURES = Path(__file__).parent / "fixtures" / "format1"
+FAST = [
+    "eval=fast",
+    "eval.num_samples=200",
+    "eval.num_real=150",
+    "eval.kid_subsets=5",
+    "eval.kid_subset_size=50",
+    "eval.classifier_epochs=1",
+    "eval.likelihood_examples=40",
+    "eval.iw_samples=8",
+    "device=cpu",
+]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("GANRUN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(classifier, "MIN_STEPS", 30)
+    return tmp_path / "cache"
+
+
+def legacy_run(name: str, where: Path) -> Path:
+    """A copy of a fixture run: nothing is ever written into the fixture itself."""
+    return Path(shutil.copytree(FIXTURES / name, where / name))
+
+
+def overrides(run: Path) -> list[str]:
+    return yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's networks, averages and optimizer states, by name."""
+    ckpt = load_checkpoint(path)
+    out: dict[str, torch.Tensor] = {}
+    for key in ("generator", "discriminator", "ema"):
+        for name, value in (ckpt.get(key) or {}).items():
+            out[f"{key}.{name}"] = value
+    for key in ("opt_g", "opt_d"):
+        for index, state in ((ckpt.get(key) or {}).get("state") or {}).items():
+            for name, value in state.items():
+                out[f"{key}.{index}.{name}"] = value
+    return out
+
+
+@pytest.mark.parametrize("name", ["gan", "vae"])
+def test_format1_run_samples(cli, tmp_path, name):
+    run = legacy_run(name, tmp_path)
+    code, out, err = cli("sample", f"checkpoint={run}/checkpoints/last.pt", "n=20", cwd=tmp_path)
+    assert code == 0, err
+    grid = run / "generated" / "last_n20_seed0.png"
+    assert grid.is_file() and "(step 6," in out
+    if name == "gan":  # EMA kept; conditional: one digit class per row, 2 images each
+        assert "ema weights" in out
+        assert Image.open(grid).size == (2 * 18 + 2, 10 * 18 + 2)
+
+
+@pytest.mark.parametrize(("name", "metric"), [("gan", "fid_digits_cnn"), ("vae", "elbo")])
+def test_format1_run_scores(cli, cache, tmp_path, name, metric):
+    run = legacy_run(name, tmp_path)
+    code, out, err = cli("eval", f"run={run}", *FAST, cwd=tmp_path)
+    assert code == 0, err
+    with (run / "eval.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["checkpoint"], r["step"]) for r in rows] == [
+        ("checkpoints/step_000003.pt", "3"),
+        ("checkpoints/last.pt", "6"),
+    ]
+    assert all(float(r[metric]) == float(r[metric]) for r in rows)  # a number, not NaN
+
+
+@pytest.mark.parametrize("name", ["gan", "vae"])
+def test_format1_checkpoint_resumes_to_the_old_versions_weights(cli, tmp_path, name):
+    run = legacy_run(name, tmp_path)
+    resume = f"resume={run}/checkpoints/step_000003.pt"
+    code, _, err = cli("train", *overrides(run), resume, "hydra.run.dir=cont", cwd=tmp_path)
+    assert code == 0, err
+    old, new = weights(run / "checkpoints/last.pt"), weights(tmp_path / "cont/checkpoints/last.pt")
+    assert old.keys() == new.keys() and old
+    for key in old:
+        assert torch.equal(old[key], new[key]), key
+
+
+def test_format1_run_continues_with_resume_auto(cli, tmp_path):
+    run = legacy_run("gan", tmp_path)
+    more = [o for o in overrides(run) if not o.startswith("train.steps=")] + ["train.steps=8"]
+    code, _, err = cli("train", *more, "resume=auto", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert code == 0, err
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 8
+    with (run / "metrics.csv").open(newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 9))
