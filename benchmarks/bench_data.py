@@ -70,8 +70,8 @@ def dataloader(images: torch.Tensor, device: torch.device, batches: int) -> floa
 def folder(device: torch.device, files: int, batches: int, workers: int) -> float:
     from PIL import Image
 
+    from ganrun.config.schema import DataConfig
     from ganrun.data import build_data
-    from ganrun.schema import DataConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         gen = torch.Generator().manual_seed(0)

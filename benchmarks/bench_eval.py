@@ -136,9 +136,9 @@ def _in_child(target, *args) -> dict:
 def _inception(n: int) -> dict:
     from omegaconf import OmegaConf
 
+    from ganrun.config.schema import EvalConfig
     from ganrun.metrics import fidelity
     from ganrun.metrics.cache import file_sha256
-    from ganrun.schema import EvalConfig
 
     if not WEIGHTS.is_file():
         return {"case": "inception features (cpu)", "skipped": f"no weights at {WEIGHTS}"}
@@ -161,13 +161,12 @@ def _inception(n: int) -> dict:
 def _score_twice(quick: bool) -> list[dict]:
     from hydra import compose, initialize_config_module
 
-    import ganrun.schema  # noqa: F401
-    from ganrun.checkpoint import save_checkpoint
-    from ganrun.evaluate import plan, score
-    from ganrun.metrics.context import EvalContext
-    from ganrun.models import build_model
-    from ganrun.restore import restore, run_config
-    from ganrun.train import output_range
+    import ganrun.config.schema  # noqa: F401
+    from ganrun.metrics.scoring import plan, score
+    from ganrun.models import all_families, build_model, family_of
+    from ganrun.runs.checkpoint import restore, run_config, save_checkpoint
+
+    all_families()  # their schemas, for composing
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,15 +185,16 @@ def _score_twice(quick: bool) -> list[dict]:
 
         from ganrun.data import build_data
 
-        data = build_data(train_cfg.data, output_range(train_cfg.model.output), torch.device("cpu"))
-        nets = build_model(train_cfg.model, data.info)
+        family = family_of(train_cfg.model.name)
+        data = build_data(train_cfg.data, family.value_range(train_cfg.model), torch.device("cpu"))
+        model = build_model(train_cfg.model, data.info)
         path = Path(tmp) / "run" / "checkpoints" / "last.pt"
         save_checkpoint(
             {
                 "config": OmegaConf.to_container(train_cfg, resolve=True),
                 "step": 0,
-                "kind": "gan",
-                "generator": nets.generator.state_dict(),
+                "family": family.name,
+                "networks": {name: net.state_dict() for name, net in model.networks.items()},
             },
             path,
         )
@@ -202,9 +202,7 @@ def _score_twice(quick: bool) -> list[dict]:
         for label in ("cold cache (trains classifier)", "warm cache"):
             start = time.perf_counter()
             restored = restore(path, torch.device("cpu"))
-            record = score(
-                plan(EvalContext(restored, eval_cfg, torch.device("cpu")), eval_cfg), eval_cfg
-            )
+            record = score(plan(restored, eval_cfg, torch.device("cpu")), eval_cfg)
             rows.append(
                 {
                     "case": f"score digits ckpt eval=fast, {label}",

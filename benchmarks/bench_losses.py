@@ -21,24 +21,26 @@ RING = ["experiment=ring_gan", "device=cpu"]
 def _curve(loss: str, seed: int, steps: int, every: int) -> list[dict]:
     from hydra import compose, initialize_config_module
 
-    import ganrun.schema  # noqa: F401
+    import ganrun.config.schema  # noqa: F401
     from ganrun.data.mixtures import mode_stats
-    from ganrun.models import sample_noise
-    from ganrun.steps import STEPS
-    from ganrun.train import build_setup
-    from ganrun.trainer import Trainer, seed_everything
+    from ganrun.models import all_families
+    from ganrun.models.latent import sample_noise
+    from ganrun.training.loop import Trainer
+    from ganrun.training.setup import build_setup, seed_everything
 
+    all_families()  # their schemas, for composing
     with initialize_config_module("ganrun.configs", version_base=None):
         cfg = compose(config_name="train", overrides=[*RING, f"loss={loss}", f"seed={seed}"])
     seed_everything(cfg.seed)
     setup = build_setup(cfg)
-    info, G = setup.data.info, setup.nets.generator
+    info, model = setup.data.info, setup.model
+    G = model.networks["generator"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(setup, Path(tmp))
         start = time.perf_counter()
         for step in range(1, steps + 1):
-            STEPS[setup.nets.kind](trainer)
+            model.training_step(setup.batches, trainer.noise)
             if step % every == 0:
                 G.eval()
                 with torch.no_grad():

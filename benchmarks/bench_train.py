@@ -34,7 +34,10 @@ REPEATS = 3  # each side is timed this many times in its process; the fastest co
 def _compose(model: str, resolution: int, channels: int, extra: list[str], device: str):
     from hydra import compose, initialize_config_module
 
-    import ganrun.schema  # noqa: F401
+    import ganrun.config.schema  # noqa: F401
+    from ganrun.models import all_families
+
+    all_families()  # their schemas, for composing
 
     overrides = [
         f"model={model}",
@@ -52,7 +55,7 @@ def _synthetic_data(cfg, n: int, device: torch.device):
     from ganrun.data import Data
     from ganrun.data.base import DataInfo
     from ganrun.data.resident import ResidentSplit
-    from ganrun.train import output_range
+    from ganrun.models import family_of
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(
@@ -62,32 +65,21 @@ def _synthetic_data(cfg, n: int, device: torch.device):
         dtype=torch.uint8,
         generator=gen,
     )
-    vr = output_range(cfg.model.output)
+    vr = family_of(cfg.model.name).value_range(cfg.model)
     info = DataInfo("synthetic", cfg.data.channels, cfg.data.resolution, 0, vr)
     return images, Data(info, {"train": ResidentSplit(images, None, vr, device)})
 
 
 def _setup(cfg, data, device, fused: bool):
-    from ganrun.accelerate import accelerate
-    from ganrun.losses import LOSSES
-    from ganrun.models import build_model
-    from ganrun.optim import build_optimizer
-    from ganrun.trainer import Setup
+    from ganrun.models import build_model, family_of
+    from ganrun.training.accelerate import accelerate
+    from ganrun.training.setup import Setup
 
     torch.manual_seed(0)
-    nets = build_model(cfg.model, data.info)
-    nets.generator.to(device)
-    nets.discriminator.to(device)
-    accelerate([nets.generator, nets.discriminator], cfg.trainer, device)
-    return Setup(
-        cfg,
-        device,
-        data,
-        nets,
-        LOSSES[cfg.loss.name],
-        build_optimizer(cfg.optim, nets.generator.parameters(), fused=fused),
-        build_optimizer(cfg.optim, nets.discriminator.parameters(), fused=fused),
-    )
+    model = build_model(cfg.model, data.info).to(device)
+    accelerate(list(model.networks.values()), cfg.trainer, device)
+    model.configure_training(cfg, fused=fused)
+    return Setup(cfg, device, data, data.train, family_of(cfg.model.name), model)
 
 
 def _sync(device: torch.device) -> None:
@@ -96,8 +88,8 @@ def _sync(device: torch.device) -> None:
 
 
 def run_ganrun(cfg, images, data, device, steps: int) -> float:
-    from ganrun.optim import fused_for
-    from ganrun.trainer import Trainer
+    from ganrun.models.optim import fused_for
+    from ganrun.training.loop import Trainer
 
     setup = _setup(cfg, data, device, fused_for(device))
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,10 +108,12 @@ def run_plain(cfg, images, data, device, steps: int) -> float:
     """The pytorch/examples style loop, on the same networks and optimizer settings."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from ganrun.losses import LOSSES, gradient_penalty
+    from ganrun.models.losses import LOSSES, gradient_penalty
 
     setup = _setup(cfg, data, device, fused=False)  # torch's default Adam, as the examples
-    G, D, opt_g, opt_d = setup.nets.generator, setup.nets.discriminator, setup.opt_g, setup.opt_d
+    nets, opts = setup.model.networks, setup.model.optimizers
+    G, D = nets["generator"], nets["discriminator"]
+    opt_g, opt_d = opts["generator"], opts["discriminator"]
     loss = LOSSES[cfg.loss.name]
     lo, hi = data.info.value_range
     bs, k, gp, clip = (
@@ -204,13 +198,13 @@ def _measure(which, model, res, ch, extra, device, steps):
 
 
 def run(quick: bool = False) -> list[dict]:
-    from ganrun.models import MODELS
+    from ganrun.models import model_names
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
         for case, model, res, ch, extra, cpu_steps in CASES:
-            if model not in MODELS:
+            if model not in model_names():
                 rows.append({"case": f"{case} [{device}]", "skipped": f"model {model} missing"})
                 continue
             steps = cpu_steps if device == "cpu" else 200

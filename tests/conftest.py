@@ -14,9 +14,11 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-import ganrun.schema  # noqa: F401  (registers the schemas)
+import ganrun.config.schema  # noqa: F401  (registers the command schemas)
+from ganrun.models import all_families
 
-CONFIGS = Path(ganrun.schema.__file__).parent / "configs"
+all_families()  # registers the model families' schemas
+CONFIGS = Path(ganrun.config.schema.__file__).parents[1] / "configs"
 SHARED_DATA = Path(
     os.environ.get("GANRUN_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")
 )

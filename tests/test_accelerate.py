@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 
-from ganrun.accelerate import accelerate, uses_channels_last
+from ganrun.config.schema import OptimConfig, TrainerConfig
 from ganrun.devices import configure_threads
 from ganrun.errors import GanrunError
-from ganrun.models.dcgan import Discriminator, Generator
-from ganrun.optim import build_optimizer, fused_for
-from ganrun.schema import OptimConfig, TrainerConfig
+from ganrun.models.nets.dcgan import Discriminator, Generator
+from ganrun.models.optim import build_optimizer, fused_for
+from ganrun.training.accelerate import accelerate, uses_channels_last
 
 CPU = torch.device("cpu")
 

@@ -9,14 +9,12 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+from ganrun.config.checks import check_train_config
+from ganrun.config.schema import default_data_root
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.losses import LOSSES
-from ganrun.models import build_model
-from ganrun.optim import build_optimizer
-from ganrun.schema import default_data_root
-from ganrun.train import output_range
-from ganrun.validate import validate_train_config
+from ganrun.models import build_model, family_of
+from ganrun.models.losses import LOSSES
 from tests.conftest import CONFIGS, composed, group_options
 
 GROUPS = ["model", "data", "loss", "optim", "device", "eval"]
@@ -39,20 +37,24 @@ def test_option_composes(group, option):
 @pytest.mark.parametrize("option", group_options("model"))
 def test_every_model_builds_with_its_defaults(option):
     with composed([f"model={option}"]) as cfg:
-        validate_train_config(cfg)
+        check_train_config(cfg)
         # 28x28 grayscale (MNIST-shaped): every model must build for it.
-        info = DataInfo("test", 1, 28, 10, output_range(cfg.model.output))
-        nets = build_model(cfg.model, info)
-        opt = build_optimizer(cfg.optim, nets.generator.parameters())
-        assert opt.param_groups[0]["lr"] == cfg.optim.lr
-        if nets.kind == "gan":
+        family = family_of(cfg.model.name)
+        info = DataInfo("test", 1, 28, 10, family.value_range(cfg.model))
+        model = build_model(cfg.model, info)
+        model.configure_training(cfg, fused=False)
+        assert model.optimizers
+        for name, opt in model.optimizers.items():
+            scale = model.lr_scales[name]
+            assert opt.param_groups[0]["lr"] == cfg.optim.lr * scale
+        if family.name == "gan":
             assert cfg.loss.name in LOSSES
 
 
 @pytest.mark.parametrize("option", group_options("experiment"))
 def test_every_experiment_composes(option):
     with composed([f"experiment={option}"]) as cfg:
-        validate_train_config(cfg)
+        check_train_config(cfg)
 
 
 def test_goodfellow2014_preset_is_the_released_setup():
@@ -93,7 +95,7 @@ def test_lucic2018_preset_gives_every_row_20_epochs_of_d_batches():
 @pytest.mark.parametrize("model", ["dcgan", "wgan", "wgan_gp"])
 def test_lucic2018_infogan_preset_keeps_the_base_preset_and_each_model(model):
     with composed(["experiment=lucic2018_mnist_infogan", f"model={model}"]) as cfg:
-        validate_train_config(cfg)
+        check_train_config(cfg)
         m = cfg.model
         assert (m.name, m.arch, m.latent_dim, m.noise, m.output) == (
             model,
@@ -107,12 +109,12 @@ def test_lucic2018_infogan_preset_keeps_the_base_preset_and_each_model(model):
     # The VAE's prior is N(0, I), not the GANs' U(-1, 1): it has a preset of its own.
     vae = composed(["experiment=lucic2018_mnist_infogan", "model=vae"])
     with vae as cfg, pytest.raises(GanrunError, match="model.noise=uniform does not apply"):
-        validate_train_config(cfg)
+        check_train_config(cfg)
 
 
 def test_lucic2018_vae_preset_is_the_vae_row_with_the_papers_networks():
     with composed(["experiment=lucic2018_mnist_vae"]) as cfg:
-        validate_train_config(cfg)
+        check_train_config(cfg)
         m = cfg.model
         assert (m.name, m.arch, m.latent_dim, m.width, m.noise) == (
             "vae",
@@ -192,7 +194,7 @@ def test_validation_rejects(override, fragment):
         composed([override]) as cfg,
         pytest.raises(GanrunError, match=fragment.replace(".", r"\.")),
     ):
-        validate_train_config(cfg)
+        check_train_config(cfg)
 
 
 @pytest.mark.parametrize(
@@ -205,4 +207,4 @@ def test_validation_rejects(override, fragment):
 )
 def test_simultaneous_update_needs_one_plain_d_step(overrides, fragment):
     with composed(overrides) as cfg, pytest.raises(GanrunError, match=re.escape(fragment)):
-        validate_train_config(cfg)
+        check_train_config(cfg)

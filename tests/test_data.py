@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from ganrun.config.checks import check_data_config
+from ganrun.config.schema import DataConfig
 from ganrun.data import POINT_DATASETS, binarized, build_data, convert_channels
 from ganrun.data.mixtures import grid_centers, mode_stats, ring_centers
-from ganrun.data.plot import plot_points
 from ganrun.data.resident import PointSplit, ResidentSplit
 from ganrun.errors import GanrunError
-from ganrun.schema import DataConfig
-from ganrun.validate import validate_data_config
+from ganrun.images import plot_points
 from tests.conftest import composed
 
 CPU = torch.device("cpu")
@@ -327,11 +327,13 @@ def test_dynamic_binarize_draws_training_batches_afresh_and_resumes():
     assert all(torch.equal(x, b.batch(3)[0]) for x in expected)
 
 
-def test_shard_keeps_images_labels_and_intensities_together():
+def test_shard_keeps_images_labels_and_intensities_together_and_the_split_whole():
     intensities = torch.arange(6, dtype=torch.uint8).mul(51).view(6, 1, 1, 1)  # 0, 51, ..., 255
     fixed = binarized(intensities, "train")
-    split = ResidentSplit(fixed, torch.arange(6), (0.0, 1.0), CPU, intensities=intensities)
-    split.shard(1, 2)  # what process 1 of 2 trains on
+    whole = ResidentSplit(fixed, torch.arange(6), (0.0, 1.0), CPU, intensities=intensities)
+    split = whole.sharded(1, 2)  # what process 1 of 2 trains on
+    assert len(whole) == 6 and whole.labels.tolist() == list(range(6))  # evaluation's, whole
+    assert split.generator is not whole.generator
     assert split.labels.tolist() == [1, 3, 5]
     assert torch.equal(split.images, fixed[1::2])
     assert torch.equal(split.intensities, intensities[1::2])
@@ -346,7 +348,7 @@ def test_binarize_needs_images_held_in_memory(name):
         composed([f"data={name}", "data.binarize=dynamic"]) as cfg,
         pytest.raises(GanrunError, match=f"not data={name}; leave data.binarize=none"),
     ):
-        validate_data_config(cfg.data)
+        check_data_config(cfg.data)
 
 
 def test_convert_channels():

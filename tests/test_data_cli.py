@@ -172,7 +172,9 @@ def test_train_end_to_end(cli, tmp_path, overrides, make, shape):
     for _ in range(6):
         pos = (0 if pos + 16 > len(sampler["order"]) else pos) + 16
     assert sampler["pos"] == pos
-    first_layer = next(v for k, v in ckpt["discriminator"].items() if k.endswith("weight"))
+    first_layer = next(
+        v for k, v in ckpt["networks"]["discriminator"].items() if k.endswith("weight")
+    )
     assert first_layer.shape[1] == shape[0]  # D was built for the data's channel count
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from ganrun.checkpoint import load_checkpoint
+from ganrun.runs.checkpoint import load_checkpoint
 from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
@@ -50,19 +50,20 @@ def test_two_process_cpu_training(cli, tmp_path):
     ]
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 6
-    assert not any(k.startswith("module.") for k in ckpt["generator"])
-    assert not any(k.startswith("module.") for k in ckpt["discriminator"])
+    assert not any(k.startswith("module.") for k in ckpt["networks"]["generator"])
+    assert not any(k.startswith("module.") for k in ckpt["networks"]["discriminator"])
 
     # The checkpoint is an ordinary single-process one: sample, restore, resume.
     code, out, err = cli("sample", f"checkpoint={run}/checkpoints/last.pt", "n=4", cwd=tmp_path)
     assert code == 0, err
     assert (run / "generated" / "last_n4_seed0.png").is_file()
     from ganrun.devices import resolve_device
-    from ganrun.restore import restore
+    from ganrun.runs.checkpoint import restore
 
     restored = restore(run / "checkpoints" / "last.pt", resolve_device("cpu"))
     assert restored.step == 6
-    torch.testing.assert_close(restored.generator.state_dict(), ckpt["generator"])
+    generator = restored.model.networks["generator"]
+    torch.testing.assert_close(generator.state_dict(), ckpt["networks"]["generator"])
     code, out, err = cli(
         "train",
         *[o for o in TINY if not o.startswith("train.steps")],
@@ -78,7 +79,7 @@ def test_two_process_cpu_training(cli, tmp_path):
 def _sync_worker(rank: int, folder: str) -> None:
     import torch.distributed as dist
 
-    from ganrun.distributed import _broadcast_weights, average_gradients
+    from ganrun.training.distributed import _broadcast_weights, average_gradients
 
     dist.init_process_group(
         "gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2
@@ -119,4 +120,5 @@ def test_two_process_training_of_steps_without_ddp_wrapping(model, tmp_path):
     assert "DDP: 2 processes (gloo backend)" in proc.stdout
     ckpt = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
     assert ckpt["step"] == 6
-    assert all(torch.isfinite(t).all() for t in ckpt["generator"].values())
+    sampler = next(iter(ckpt["networks"].values()))  # the generator, or the VAE
+    assert all(torch.isfinite(t).all() for t in sampler.values())

@@ -229,16 +229,21 @@ def test_train_refuses_unusable_at_end_protocol_before_writing(cli, cache, tmp_p
 
 
 def test_ema_weights_are_preferred(cache, trained, tmp_path) -> None:
-    from ganrun.restore import restore
+    from ganrun.runs.checkpoint import restore
 
     run = copy_run(trained, tmp_path / "run")
     path = run / "checkpoints" / "last.pt"
     payload = torch.load(path, weights_only=True)
-    payload["ema"] = {k: torch.zeros_like(v) for k, v in payload["generator"].items()}
+    generator = payload["networks"]["generator"]
+    payload["averages"] = {"generator": {k: torch.zeros_like(v) for k, v in generator.items()}}
     torch.save(payload, path)
     restored = restore(path, torch.device("cpu"))
     assert restored.weights == "ema"
-    assert all(float(p.abs().sum()) == 0 for p in restored.generator.parameters())
+    sampler = restored.model.network("generator")
+    assert all(float(p.abs().sum()) == 0 for p in sampler.parameters())
+    # and what it draws comes from those weights
+    samples = restored.model.generate(4, seed=0, batch_size=4)
+    assert torch.equal(samples, sampler(restored.model.noise(4, torch.Generator().manual_seed(0))))
 
 
 def test_classifier_is_a_torch_fidelity_feature_extractor(
@@ -247,9 +252,9 @@ def test_classifier_is_a_torch_fidelity_feature_extractor(
     from omegaconf import OmegaConf
     from torch_fidelity.utils import create_feature_extractor
 
+    from ganrun.config.schema import EvalConfig
     from ganrun.metrics.context import EvalContext
-    from ganrun.restore import restore
-    from ganrun.schema import EvalConfig
+    from ganrun.runs.checkpoint import restore
 
     cfg = OmegaConf.merge(
         OmegaConf.structured(EvalConfig), {"classifier_epochs": 1, "cache_dir": str(cache)}
@@ -354,32 +359,34 @@ def test_inception_metrics_refused_up_front(cli, cache, trained, tmp_path) -> No
 def test_multirun_jobs_let_go_of_training_before_scoring_and_the_next_job(
     cli, cache, tmp_path, monkeypatch
 ) -> None:
-    """The basic launcher runs every job in this one process: a job's weights, optimizer state and
-    device-resident data must be freed by the time it scores and the next job starts, not left
-    to the cyclic garbage collector (disabled here, so a reference cycle would show)."""
+    """The basic launcher runs every job in this one process: a job's trainer and optimizer state
+    must be freed by the time it scores its final weights (in memory, with the data already
+    loaded), and everything of it by the time the next job starts, not left to the cyclic garbage
+    collector (disabled here, so a reference cycle would show)."""
     import gc
 
-    import ganrun.evaluate
-    from ganrun.trainer import Trainer
+    from ganrun.training.loop import Trainer
+    from ganrun.training.scoring import Scorer
+    from ganrun.training.setup import Setup
 
     seen = []
-    init, at_end = Trainer.__init__, ganrun.evaluate.evaluate_at_end
+    init, at_end = Trainer.__init__, Scorer.__call__
 
-    def live_trainers(new=None) -> int:
+    def live(kind, new=None) -> int:
         # type(), not isinstance(): isinstance reads __class__ of every object in the heap,
         # which trips torch's deprecation warnings on its lazily deprecated module attributes
-        return sum(type(o) is Trainer and o is not new for o in gc.get_objects())
+        return sum(type(o) is kind and o is not new for o in gc.get_objects())
 
-    def counting_init(self, *args, **kwargs):
-        seen.append(("train", live_trainers(new=self)))
-        init(self, *args, **kwargs)
+    def counting_init(self, setup, *args, **kwargs):
+        seen.append(("train", live(Trainer, new=self), live(Setup, new=setup)))
+        init(self, setup, *args, **kwargs)
 
-    def counting_at_end(*args, **kwargs):
-        seen.append(("eval", live_trainers()))
-        return at_end(*args, **kwargs)
+    def counting_at_end(self, *args, **kwargs):
+        seen.append(("eval", live(Trainer), len(self.setup.model.optimizers)))
+        return at_end(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "__init__", counting_init)
-    monkeypatch.setattr(ganrun.evaluate, "evaluate_at_end", counting_at_end)
+    monkeypatch.setattr(Scorer, "__call__", counting_at_end)
     gc.collect()
     gc.disable()
     try:
@@ -396,5 +403,43 @@ def test_multirun_jobs_let_go_of_training_before_scoring_and_the_next_job(
     finally:
         gc.enable()
     assert code == 0, err
-    assert seen == [("train", 0), ("eval", 0), ("train", 0), ("eval", 0)]
+    assert seen == [("train", 0, 0), ("eval", 0, 0), ("train", 0, 0), ("eval", 0, 0)]
     assert all((tmp_path / "s" / job / "eval.csv").is_file() for job in ("0", "1"))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [["model.ema_decay=0.9", "eval.metrics=[fid_cnn]"], ["model=vae", "eval.metrics=[elbo,iw_ll]"]],
+    ids=["dcgan-ema", "vae"],
+)
+def test_scoring_in_training_equals_scoring_the_checkpoint(cli, cache, tmp_path, model) -> None:
+    """eval.at_end scores the model in memory; ganrun eval rebuilds it from last.pt: the same
+    numbers, to the last bit."""
+    settings = [*FAST, "eval.iw_samples=8", "eval.likelihood_examples=40", *model]
+    code, out, err = cli(
+        "train", *TINY, *settings, "eval.at_end=true", "hydra.run.dir=r", cwd=tmp_path
+    )
+    assert code == 0, err
+    in_training = json.loads((tmp_path / "r/eval/last/metrics.json").read_text())["results"]
+    scoring = [s for s in settings if s.startswith(("eval", "device"))]
+    code, out, err = cli("eval", "checkpoint=r/checkpoints/last.pt", *scoring, cwd=tmp_path)
+    assert code == 0, err
+    rebuilt = json.loads((tmp_path / "r/eval/last/metrics.json").read_text())["results"]
+    assert in_training["fast"]["metrics"] == rebuilt["fast"]["metrics"]
+    assert in_training["fast"]["weights"] == rebuilt["fast"]["weights"]
+
+
+def test_scoring_during_training_leaves_training_as_it_was(cli, cache, tmp_path) -> None:
+    """eval.every scores at steps 2 and 4 in the middle of training: the run ends with exactly
+    the weights of a run that never scored (the VAE draws from torch's global random state)."""
+    from ganrun.runs.checkpoint import load_checkpoint
+
+    vae = ["model=vae", "model.g_hidden=[32]", "train.log_every=1"]
+    scored = ["eval=fast", "eval.metrics=[elbo]", "eval.every=2", "eval.likelihood_examples=20"]
+    assert cli("train", *TINY, *vae, *scored, "hydra.run.dir=a", cwd=tmp_path)[0] == 0
+    assert cli("train", *TINY, *vae, "hydra.run.dir=b", cwd=tmp_path)[0] == 0
+    a = load_checkpoint(tmp_path / "a/checkpoints/last.pt")["networks"]["vae"]
+    b = load_checkpoint(tmp_path / "b/checkpoints/last.pt")["networks"]["vae"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = list(csv.DictReader((tmp_path / "a/eval.csv").open()))
+    assert [r["step"] for r in rows] == ["2", "4", "6"]

@@ -12,8 +12,8 @@ import torch
 import yaml
 from PIL import Image
 
-from ganrun.checkpoint import load_checkpoint
 from ganrun.metrics import classifier
+from ganrun.runs.checkpoint import load_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "format1"
 FAST = [
@@ -49,13 +49,14 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint's networks, averages and optimizer states, by name."""
     ckpt = load_checkpoint(path)
     out: dict[str, torch.Tensor] = {}
-    for key in ("generator", "discriminator", "ema"):
-        for name, value in (ckpt.get(key) or {}).items():
-            out[f"{key}.{name}"] = value
-    for key in ("opt_g", "opt_d"):
-        for index, state in ((ckpt.get(key) or {}).get("state") or {}).items():
+    for part in ("networks", "averages"):
+        for network, state in ckpt[part].items():
             for name, value in state.items():
-                out[f"{key}.{index}.{name}"] = value
+                out[f"{part}.{network}.{name}"] = value
+    for network, state in ckpt["optimizers"].items():
+        for index, values in state["state"].items():
+            for name, value in values.items():
+                out[f"optimizers.{network}.{index}.{name}"] = value
     return out
 
 
@@ -105,3 +106,28 @@ def test_format1_run_continues_with_resume_auto(cli, tmp_path):
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 8
     with (run / "metrics.csv").open(newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 9))
+
+
+def test_format1_checkpoints_read_as_format2():
+    from omegaconf import OmegaConf
+
+    from ganrun.models.families.gan import GanConfig
+    from ganrun.models.families.vae import VaeConfig
+    from ganrun.runs.checkpoint import FORMAT_VERSION, run_config
+
+    gan = load_checkpoint(FIXTURES / "gan/checkpoints/last.pt")
+    assert gan["format_version"] == 1 < FORMAT_VERSION and gan["family"] == "gan"
+    assert set(gan["networks"]) == set(gan["optimizers"]) == {"generator", "discriminator"}
+    assert set(gan["averages"]) == {"generator"} and gan["extra"] == {}
+    # One flat model config held every model's fields; each family keeps its own.
+    assert "likelihood" not in gan["config"]["model"] and gan["config"]["model"]["conditional"]
+    vae = load_checkpoint(FIXTURES / "vae/checkpoints/last.pt")
+    assert (vae["family"], set(vae["networks"]), set(vae["optimizers"])) == (
+        "vae",
+        {"vae"},
+        {"vae"},
+    )
+    assert vae["averages"] == {} and "critic" not in vae["config"]["model"]
+    for payload, schema in ((gan, GanConfig), (vae, VaeConfig)):
+        cfg = run_config(payload, FIXTURES / "x.pt")
+        assert OmegaConf.get_type(cfg.model) is schema

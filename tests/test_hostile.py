@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganrun.checkpoint import FORMAT_VERSION, save_checkpoint
+from ganrun.runs.checkpoint import FORMAT_VERSION, save_checkpoint
 from tests.conftest import TINY
 
 
@@ -57,6 +57,21 @@ def _other_model(path: Path) -> None:
     save_checkpoint(
         {
             "step": 1,
+            "family": "gan",
+            "networks": {"generator": {"net.0.weight": torch.zeros(3)}, "discriminator": {}},
+            "averages": {},
+            "optimizers": {},
+            "rng": {},
+        },
+        path,
+    )
+
+
+def _other_model_format1(path: Path) -> None:
+    torch.save(
+        {
+            "format_version": 1,
+            "step": 1,
             "kind": "gan",
             "generator": {"net.0.weight": torch.zeros(3)},
             "discriminator": {},
@@ -69,7 +84,11 @@ def _other_model(path: Path) -> None:
 
 
 def _wrong_kind(path: Path) -> None:
-    save_checkpoint({"step": 1, "kind": "vae"}, path)
+    save_checkpoint({"step": 1, "family": "vae"}, path)
+
+
+def _wrong_kind_format1(path: Path) -> None:
+    torch.save({"format_version": 1, "step": 1, "kind": "vae"}, path)
 
 
 def _args(*args: str) -> Callable[[Path], list[str]]:
@@ -129,7 +148,9 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "newer than this ganrun",
     ),
     ("ckpt-other-model", _checkpoint(_other_model), "does not fit this model"),
+    ("ckpt-other-model-format1", _checkpoint(_other_model_format1), "does not fit this model"),
     ("ckpt-other-kind", _checkpoint(_wrong_kind), "holds a vae model"),
+    ("ckpt-other-kind-format1", _checkpoint(_wrong_kind_format1), "holds a vae model"),
     ("ckpt-text-file", _checkpoint(lambda p: p.write_text("hello")), "truncated or corrupt"),
 ]
 

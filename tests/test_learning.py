@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ganrun.data.mixtures import mode_stats
-from ganrun.models import sample_noise
-from ganrun.train import build_setup
-from ganrun.trainer import Trainer, seed_everything
+from ganrun.models.latent import sample_noise
+from ganrun.training.loop import Trainer
+from ganrun.training.setup import build_setup, seed_everything
 from tests.conftest import composed
 
 # The shipped preset, so its claim (all 8 modes with seed=0) is what is tested.
@@ -29,7 +29,7 @@ def _fit(overrides: list[str], run_dir: Path):
 def test_non_saturating_gan_covers_the_ring(tmp_path):
     cfg, setup, trainer = _fit(RING, tmp_path)
     trainer.fit()
-    G = setup.nets.generator.eval()
+    G = setup.model.networks["generator"].eval()
     with torch.no_grad():
         z = sample_noise(cfg.model, 2000, setup.device, torch.Generator().manual_seed(0))
         samples = G(z)
@@ -41,7 +41,7 @@ def test_non_saturating_gan_covers_the_ring(tmp_path):
 
 def _test_elbo(setup) -> float:
     x, _ = setup.data.split("test").all()
-    vae = setup.nets.generator
+    vae = setup.model.networks["vae"]
     vae.eval()
     torch.manual_seed(0)
     with torch.no_grad():

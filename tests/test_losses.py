@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ganrun.losses import LOSSES, d_of, gradient_penalty
+from ganrun.models.losses import LOSSES, d_of, gradient_penalty
 
 REAL = torch.tensor([0.0, 2.0], dtype=torch.float64)
 FAKE = torch.tensor([-1.0, 1.0], dtype=torch.float64)

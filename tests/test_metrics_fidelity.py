@@ -11,10 +11,10 @@ import scipy.linalg
 import torch
 from omegaconf import OmegaConf
 
+from ganrun.config.schema import EvalConfig
 from ganrun.errors import GanrunError
 from ganrun.metrics import fidelity
 from ganrun.metrics.cache import entry_path, file_sha256, load_entry, load_or_compute, save_entry
-from ganrun.schema import EvalConfig
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,19 +43,6 @@ def test_fid_equals_scipy_sqrtm_formula() -> None:
     expected = scipy_fid(a.numpy(), b.numpy())
     assert ours == pytest.approx(expected, rel=1e-9)
     assert ours > 1.0
-
-
-def test_uint8_conversion_of_gray_and_rgb() -> None:
-    x = torch.tensor([-1.0, 0.0, 1.0, 2.0]).view(1, 1, 2, 2)
-    out = fidelity.to_uint8_rgb(x, (-1.0, 1.0))
-    assert out.dtype == torch.uint8 and out.shape == (1, 3, 2, 2)
-    assert out[0, :, 0, 0].tolist() == [0, 0, 0]
-    assert out[0, 0].flatten().tolist() == [0, 128, 255, 255]  # 127.5: half to even
-    assert torch.equal(out[0, 0], out[0, 2])
-    rgb = torch.rand(2, 3, 4, 4)
-    assert torch.equal(fidelity.to_uint8_rgb(rgb, (0.0, 1.0)), (rgb * 255).round().to(torch.uint8))
-    with pytest.raises(GanrunError, match="2-channel"):
-        fidelity.gray_to_rgb(torch.zeros(1, 2, 4, 4, dtype=torch.uint8))
 
 
 def test_unofficial_weights_need_their_sha256(tmp_path) -> None:

@@ -18,9 +18,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from ganrun.config.schema import EvalConfig
+from ganrun.images import gray_to_rgb
 from ganrun.metrics import fidelity
 from ganrun.metrics.cache import file_sha256
-from ganrun.schema import EvalConfig
 
 N = 200  # images per side: "a few hundred", as the issue asks, in about two CPU minutes
 
@@ -44,8 +45,8 @@ def test_fid_agrees_with_pytorch_fid(shared_data, monkeypatch) -> None:
     if not weights.is_file():
         pytest.skip(f"no FID Inception weights at {weights}")
     raw = shared_data / "MNIST" / "raw"
-    real = fidelity.gray_to_rgb(mnist(raw / "t10k-images-idx3-ubyte.gz", N))
-    other = fidelity.gray_to_rgb(mnist(raw / "train-images-idx3-ubyte.gz", N))
+    real = gray_to_rgb(mnist(raw / "t10k-images-idx3-ubyte.gz", N))
+    other = gray_to_rgb(mnist(raw / "train-images-idx3-ubyte.gz", N))
 
     cfg = OmegaConf.merge(
         OmegaConf.structured(EvalConfig),

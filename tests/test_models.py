@@ -4,15 +4,17 @@ variants, EMA, the VAE's likelihood bounds, and a few CLI training steps of ever
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError
-from ganrun.models import MODELS, build_model, sample_noise
+from ganrun.models import build_model, model_names
 from ganrun.models.ema import EMA
-from ganrun.train import output_range
+from ganrun.models.family import output_range
+from ganrun.models.latent import sample_noise
 from tests.conftest import TINY, composed, group_options
 
 
@@ -30,7 +32,12 @@ def _nets(
 ):
     with composed([f"model={model}", *(overrides or [])]) as cfg:
         info = DataInfo("test", ch, res, classes, output_range(cfg.model.output), kind)
-        return cfg, build_model(cfg.model, info)
+        model = build_model(cfg.model, info)
+        return cfg, SimpleNamespace(
+            generator=model.networks[model.sampler],
+            discriminator=model.networks.get("discriminator"),
+            names=set(model.networks),
+        )
 
 
 def test_gan_2014_mnist_parameter_counts():
@@ -59,7 +66,7 @@ def test_gan_output_bias_from_the_data_mean(output, lo):
     mean[0, 0, :2] = torch.tensor([lo, 1.0])
     with composed(["model=gan", "model.output_bias=data_mean", f"model.output={output}"]) as cfg:
         info = DataInfo("test", 1, 4, 0, (lo, 1.0), train_mean=lambda: mean)
-        g = build_model(cfg.model, info).generator
+        g = build_model(cfg.model, info).networks["generator"]
     last = [m for m in g.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.weight.zero_()
@@ -74,7 +81,7 @@ def test_gan_output_bias_on_points_is_the_mean_point_and_needs_held_data():
     with composed(["model=gan", "model.output_bias=data_mean"]) as cfg:
         g = build_model(
             cfg.model, DataInfo("ring", 2, 0, 0, (0, 1), "points", train_mean=lambda: mean)
-        ).generator
+        ).networks["generator"]
         assert torch.equal(
             [m for m in g.modules() if isinstance(m, torch.nn.Linear)][-1].bias, mean
         )
@@ -156,16 +163,16 @@ def test_vae_infogan_networks_follow_compare_gan():
 def test_vae_mlp_parameter_count():
     _, nets = _nets("vae", 28, 1)
     expected = (784 * 500 + 500) + (500 * 40 + 40) + (20 * 500 + 500) + (500 * 784 + 784)
-    assert _count(nets.generator) == expected and nets.discriminator is None
+    assert _count(nets.generator) == expected and nets.names == {"vae"}
 
 
 @pytest.mark.parametrize(
-    "model", [*sorted(MODELS), "dcgan-infogan", "wgan_gp-infogan", "vae-conv", "vae-infogan"]
+    "model", [*sorted(model_names()), "dcgan-infogan", "wgan_gp-infogan", "vae-conv", "vae-infogan"]
 )
 @pytest.mark.parametrize(("res", "ch"), [(16, 1), (28, 1), (32, 3), (48, 1), (64, 3)])
 def test_output_shapes(model, res, ch):
     model, _, arch = model.partition("-")
-    small = ["model.width=8", "model.g_hidden=[32]", "model.d_hidden=[16]"]
+    small = ["model.width=8", "model.g_hidden=[32]"] + (["model.d_hidden=[16]"] * (model != "vae"))
     cfg, nets = _nets(model, res, ch, overrides=[*small, *([f"model.arch={arch}"] if arch else [])])
     z = sample_noise(cfg.model, 4, torch.device("cpu"))
     x = nets.generator(z)

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from ganrun.checkpoint import load_checkpoint
-from ganrun.optim import apply_schedule, build_optimizer, scheduled
-from ganrun.schema import OptimConfig
+from ganrun.config.schema import OptimConfig
+from ganrun.models.optim import apply_schedule, build_optimizer, scheduled
+from ganrun.runs.checkpoint import load_checkpoint
 from tests.conftest import TINY
 
 
@@ -50,11 +50,11 @@ def test_momentum_ramps_linearly_then_stays():
     assert scheduled(cfg, 5000)["momentum"] == pytest.approx(0.7)
 
 
-def test_apply_schedule_sets_every_group_and_skips_a_missing_d():
+def test_apply_schedule_sets_every_group():
     cfg = _sgd(lr_decay=2.0, final_momentum=0.9, momentum_ramp_steps=4)
     opt = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
     opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
-    apply_schedule(cfg, opt, None, 2)
+    apply_schedule(cfg, {"generator": opt}, {"generator": 1.0}, 2)
     for group in opt.param_groups:
         assert group["lr"] == pytest.approx(0.025)
         assert group["momentum"] == pytest.approx(0.7)
@@ -65,14 +65,15 @@ def test_d_lr_scale_holds_at_build_and_under_the_schedule():
     opt_g = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
     opt_d = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))], lr_scale=cfg.d_lr_scale)
     assert (opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]) == (0.1, 0.05)
-    apply_schedule(cfg, opt_g, opt_d, 1)
+    opts, scales = {"g": opt_g, "d": opt_d}, {"g": 1.0, "d": cfg.d_lr_scale}
+    apply_schedule(cfg, opts, scales, 1)
     assert opt_d.param_groups[0]["lr"] == pytest.approx(0.025)
-    apply_schedule(cfg, opt_g, opt_d, 10)  # G at the floor; D at half of it, as in the 2014 code
+    apply_schedule(cfg, opts, scales, 10)  # G at the floor; D at half of it, as in the 2014 code
     assert opt_g.param_groups[0]["lr"] == pytest.approx(0.02)
     assert opt_d.param_groups[0]["lr"] == pytest.approx(0.01)
     # The momentum ramp is shared: both players' momentum follows the same schedule.
     ramp = _sgd(d_lr_scale=0.5, final_momentum=0.9, momentum_ramp_steps=4)
-    apply_schedule(ramp, opt_g, opt_d, 2)
+    apply_schedule(ramp, opts, {"g": 1.0, "d": ramp.d_lr_scale}, 2)
     assert opt_d.param_groups[0]["momentum"] == opt_g.param_groups[0]["momentum"]
     assert opt_d.param_groups[0]["momentum"] == pytest.approx(0.7)
 
@@ -93,8 +94,8 @@ def test_scheduled_training_resumes_bit_identically(cli, tmp_path):
     assert code == 0, err
     # The 6th update (step 5) used lr 0.1 / 1.5**5 = 0.0132 -> the 0.02 floor; momentum 0.9.
     ckpt = load_checkpoint(tmp_path / "full/checkpoints/last.pt")
-    for key in ("opt_g", "opt_d"):
-        group = ckpt[key]["param_groups"][0]
+    for key in ("generator", "discriminator"):
+        group = ckpt["optimizers"][key]["param_groups"][0]
         assert group["lr"] == pytest.approx(0.02)
         assert group["momentum"] == pytest.approx(0.9)
 
@@ -108,5 +109,5 @@ def test_scheduled_training_resumes_bit_identically(cli, tmp_path):
     full = load_checkpoint(tmp_path / "full/checkpoints/last.pt")
     split = load_checkpoint(tmp_path / "split/checkpoints/last.pt")
     for net in ("generator", "discriminator"):
-        for name, tensor in full[net].items():
-            assert torch.equal(tensor, split[net][name]), (net, name)
+        for name, tensor in full["networks"][net].items():
+            assert torch.equal(tensor, split["networks"][net][name]), (net, name)

@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from ganrun.metrics.results import write_record
-from ganrun.report import _smooth, higher_is_better
-from ganrun.samples import save_grid
+from ganrun.commands.report import _smooth, higher_is_better
+from ganrun.images import save_grid
+from ganrun.runs.results import write_record
 
 
 def make_run(

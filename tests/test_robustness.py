@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import ganrun.checkpoint
-from ganrun.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+import ganrun.runs.checkpoint
 from ganrun.errors import GanrunError
-from ganrun.steps import STEPS
+from ganrun.models.families.gan import GanModel
+from ganrun.runs.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from tests.conftest import TINY, run_cli
 
 LONG = [o for o in TINY if not o.startswith(("train.steps", "train.checkpoint_every"))]
@@ -51,8 +51,8 @@ def _wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: fl
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     ckpt = load_checkpoint(path)
     return {
-        **{f"g.{k}": v for k, v in ckpt["generator"].items()},
-        **{f"d.{k}": v for k, v in ckpt["discriminator"].items()},
+        **{f"g.{k}": v for k, v in ckpt["networks"]["generator"].items()},
+        **{f"d.{k}": v for k, v in ckpt["networks"]["discriminator"].items()},
     }
 
 
@@ -106,9 +106,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
 
 def _sigterm_while_writing_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     """SIGTERM the process right after the metrics row of ``step`` is written."""
-    import ganrun.trainer
+    import ganrun.training.logs
 
-    real_write = ganrun.trainer.MetricsLog.write
+    real_write = ganrun.training.logs.MetricsLog.write
 
     def write_then_signal(self, window):
         out = real_write(self, window)
@@ -116,7 +116,7 @@ def _sigterm_while_writing_step(monkeypatch: pytest.MonkeyPatch, step: int) -> N
             os.kill(os.getpid(), signal.SIGTERM)
         return out
 
-    monkeypatch.setattr(ganrun.trainer.MetricsLog, "write", write_then_signal)
+    monkeypatch.setattr(ganrun.training.logs.MetricsLog, "write", write_then_signal)
 
 
 def test_signal_after_the_step_still_gets_its_checkpoint(cli, tmp_path, monkeypatch):
@@ -150,15 +150,17 @@ def test_the_printed_continue_command_resumes_the_run(cli, tmp_path, monkeypatch
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypatch):
-    real_step = STEPS["gan"]
+    real_step = GanModel.training_step
+    done = []
 
-    def poisoned(trainer):
-        stats = real_step(trainer)
-        if trainer.step + 1 >= 5:  # the step being run is step 5
+    def poisoned(model, batches, noise):
+        stats = real_step(model, batches, noise)
+        done.append(1)
+        if len(done) >= 5:  # the step being run is step 5
             stats["loss_d"] = stats["loss_d"] * float("nan")
         return stats
 
-    monkeypatch.setitem(STEPS, "gan", poisoned)
+    monkeypatch.setattr(GanModel, "training_step", poisoned)
     code, out, err = cli(
         "train",
         *LONG,
@@ -183,7 +185,7 @@ def test_disk_full_keeps_previous_checkpoint(cli, tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ganrun.checkpoint.torch, "save", full)
+    monkeypatch.setattr(ganrun.runs.checkpoint.torch, "save", full)
     with pytest.raises(GanrunError, match="No space left on device.*previous one is kept"):
         save_checkpoint({"step": 99}, last)
     assert last.read_bytes() == before

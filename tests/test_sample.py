@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ganrun.sample import plan_latents, slerp
+from ganrun.models.latent import plan_latents, slerp
 from tests.conftest import TINY
 
 
@@ -79,26 +78,17 @@ def test_slerp_endpoints_and_norm():
     assert (path[:, 1].norm(dim=-1) > ((z0 + z1) / 2).norm(dim=-1)).all()
 
 
-def _restored(conditional: bool, classes: int = 10) -> SimpleNamespace:
-    model = OmegaConf.create(
-        {"conditional": conditional, "noise": "normal", "noise_scale": 1.0, "latent_dim": 4}
-    )
-    return SimpleNamespace(
-        config=SimpleNamespace(model=model),
-        path=Path("x.pt"),
-        data=SimpleNamespace(info=SimpleNamespace(num_classes=classes)),
-    )
+MODEL = OmegaConf.create({"noise": "normal", "noise_scale": 1.0, "latent_dim": 4})
 
 
 def test_conditional_models_get_one_class_per_row():
-    cfg = OmegaConf.create({"n": 64, "sample": {"interpolate": False, "steps": 5}})
-    z, labels, per_row = plan_latents(_restored(True), cfg, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    z, labels, per_row = plan_latents(MODEL, 10, 64, False, 5, gen)
     assert per_row == 7 and z.shape == (70, 4)
     assert labels.view(10, 7).tolist() == [[c] * 7 for c in range(10)]
-    cfg.sample.interpolate = True
-    z, labels, per_row = plan_latents(_restored(True), cfg, torch.Generator().manual_seed(0))
+    z, labels, per_row = plan_latents(MODEL, 10, 64, True, 5, torch.Generator().manual_seed(0))
     assert per_row == 5 and labels.view(10, 5)[:, 0].tolist() == list(range(10))
-    z, labels, per_row = plan_latents(_restored(False), cfg, torch.Generator().manual_seed(0))
+    z, labels, per_row = plan_latents(MODEL, 0, 64, True, 5, torch.Generator().manual_seed(0))
     assert labels is None and z.shape == (13 * 5, 4)
 
 

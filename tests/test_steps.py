@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from ganrun.checkpoint import load_checkpoint
-from ganrun.losses import LOSSES
-from ganrun.steps import gan_step, simultaneous_gan_step, step_for
-from tests.conftest import TINY
+from ganrun.data.base import DataInfo
+from ganrun.models.families.gan import GanModel
+from ganrun.models.losses import LOSSES
+from ganrun.runs.checkpoint import load_checkpoint
+from tests.conftest import TINY, composed
 
 LR = 0.1
 LOSS = LOSSES["non_saturating"]
@@ -31,21 +31,33 @@ class _Net(nn.Module):
         return self.linear(x).squeeze(-1)
 
 
-def _trainer(G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor) -> SimpleNamespace:
-    cfg = OmegaConf.create(
-        {
-            "train": {"batch_size": len(real), "d_steps": 1},
-            "model": {"critic": False, "gp_weight": 0, "clip_value": 0},
-        }
-    )
-    data = SimpleNamespace(train=SimpleNamespace(batch=lambda n: (real, None)))
-    s = SimpleNamespace(
-        loss=LOSS,
-        opt_g=torch.optim.SGD(G.parameters(), lr=LR),
-        opt_d=torch.optim.SGD(D.parameters(), lr=LR),
-        data=data,
-    )
-    return SimpleNamespace(G=G, D=D, cfg=cfg, s=s, ema=None, noise=lambda n: z)
+def _model(G: nn.Module, D: nn.Module, batch_size: int, simultaneous: bool = False) -> GanModel:
+    """The GAN family's model around two given players, trained by plain SGD at LR."""
+    overrides = [
+        "model=gan",
+        "model.latent_dim=3",
+        "model.noise=normal",
+        "model.noise_scale=1",
+        "loss=non_saturating",
+        "optim=sgd",
+        f"optim.lr={LR}",
+        "optim.momentum=0",
+        f"train.batch_size={batch_size}",
+        f"train.simultaneous={simultaneous}",
+    ]
+    with composed(overrides) as cfg:
+        info = DataInfo("test", 2, 0, 0, (0.0, 1.0), "points")
+        model = GanModel(cfg.model, info, {"generator": G, "discriminator": D})
+        model.configure_training(cfg, fused=False)
+    return model
+
+
+def _batches(real: torch.Tensor) -> SimpleNamespace:
+    return SimpleNamespace(batch=lambda n: (real, None))
+
+
+def _noise() -> torch.Generator:
+    return torch.Generator().manual_seed(7)
 
 
 def _sgd(net: nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -59,7 +71,8 @@ def _start() -> SimpleNamespace:
     steps, since D always steps first from the pre-update weights."""
     torch.manual_seed(0)
     G, D = _Net(3, 2), _Net(2, 1)
-    real, z = torch.randn(8, 2), torch.randn(8, 3)
+    real = torch.randn(8, 2)
+    z = torch.randn(8, 3, generator=_noise())  # what the step draws from _noise()
     g0, d0 = copy.deepcopy(G), copy.deepcopy(D)
     fake = g0(z)
     expected_d = _sgd(d0, LOSS.d(d0(real), d0(fake.detach())))
@@ -75,7 +88,7 @@ def test_simultaneous_step_moves_both_players_from_the_pre_update_weights():
     c = _start()
     expected_g = _sgd(c.g0, LOSS.g(c.d0(c.fake)))  # through D before its update
 
-    stats = simultaneous_gan_step(_trainer(c.G, c.D, c.real, c.z))
+    stats = _model(c.G, c.D, 8, simultaneous=True).simultaneous_step(_batches(c.real), _noise())
     _assert_weights(c.D, c.expected_d)
     _assert_weights(c.G, expected_g)
     assert set(stats) == {"loss_d", "loss_g", "d_real", "d_fake"}
@@ -87,14 +100,16 @@ def test_alternating_step_moves_g_through_the_updated_d():
     d1.load_state_dict(c.expected_d)
     expected_g = _sgd(c.g0, LOSS.g(d1(c.fake)))
 
-    gan_step(_trainer(c.G, c.D, c.real, c.z))
+    _model(c.G, c.D, 8).alternating_step(_batches(c.real), _noise())
     _assert_weights(c.D, c.expected_d)
     _assert_weights(c.G, expected_g)
 
 
-def test_step_for_picks_the_update():
-    assert step_for("gan", False) is gan_step
-    assert step_for("gan", True) is simultaneous_gan_step
+def test_training_step_picks_the_update(monkeypatch):
+    for simultaneous, picked in ((False, "alternating_step"), (True, "simultaneous_step")):
+        model = _model(_Net(3, 2), _Net(2, 1), 8, simultaneous)
+        monkeypatch.setattr(model, picked, lambda batches, noise, name=picked: {name: None})
+        assert model.training_step(None, None) == {picked: None}
 
 
 def test_simultaneous_training_with_half_d_rate_end_to_end(cli, tmp_path):
@@ -103,6 +118,7 @@ def test_simultaneous_training_with_half_d_rate_end_to_end(cli, tmp_path):
     code, _, err = cli("train", *TINY, *overrides, *extra, "hydra.run.dir=run", cwd=tmp_path)
     assert code == 0, err
     ckpt = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
-    lr_g = ckpt["opt_g"]["param_groups"][0]["lr"]
-    assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx(0.5 * lr_g)
-    assert all(torch.isfinite(t).all() for t in ckpt["generator"].values())
+    opts = ckpt["optimizers"]
+    lr_g = opts["generator"]["param_groups"][0]["lr"]
+    assert opts["discriminator"]["param_groups"][0]["lr"] == pytest.approx(0.5 * lr_g)
+    assert all(torch.isfinite(t).all() for t in ckpt["networks"]["generator"].values())

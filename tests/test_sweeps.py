@@ -13,7 +13,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from ganrun.errors import GanrunError
-from ganrun.sweep import check_objective, count_jobs, objective_value
+from ganrun.models import family_of
+from ganrun.runs.sweep import check_objective, count_jobs, objective_value
 from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
@@ -244,7 +245,8 @@ def test_objective_value(tmp_path):
     metrics.write_text("step,loss_g\n1,0.9\n2,0.7\n")
     # A resumed run with nothing left to train ends on its last metrics.csv row.
     assert objective_value("loss_g", {}, None, metrics) == pytest.approx(0.7)
-    check_objective("loss_g", "gan", False)
-    check_objective("fid_digits_cnn", "gan", True)
+    gan = [s.name for s in family_of("dcgan").statistics]
+    check_objective("loss_g", gan, False)
+    check_objective("fid_digits_cnn", gan, True)
     with pytest.raises(GanrunError):
-        check_objective("fid_digits_cnn", "gan", False)
+        check_objective("fid_digits_cnn", gan, False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ganrun.checkpoint import load_checkpoint
+from ganrun.runs.checkpoint import load_checkpoint
 from tests.conftest import TINY, run_cli
 
 
@@ -32,7 +32,8 @@ def test_default_config_few_steps_writes_everything(tmp_path):
     assert ckpts == ["last.pt", "step_000003.pt", "step_000006.pt"]
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     assert last["step"] == 6 and last["config"]["model"]["name"] == "dcgan"
-    assert set(last) >= {"generator", "discriminator", "opt_g", "opt_d", "rng", "ganrun_version"}
+    assert set(last) >= {"networks", "averages", "optimizers", "rng", "ganrun_version", "family"}
+    assert set(last["networks"]) == set(last["optimizers"]) == {"generator", "discriminator"}
 
     grids = sorted((run / "samples").glob("*.png"))
     assert [g.name for g in grids] == ["step_000003.png", "step_000006.png"]
@@ -58,8 +59,8 @@ def test_same_seed_gives_bit_identical_checkpoints(tmp_path):
     a = load_checkpoint(tmp_path / "a/checkpoints/last.pt")
     b = load_checkpoint(tmp_path / "b/checkpoints/last.pt")
     for part in ("generator", "discriminator"):
-        for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), (part, key)
+        for key in a["networks"][part]:
+            assert torch.equal(a["networks"][part][key], b["networks"][part][key]), (part, key)
 
 
 def test_resume_continues_to_the_same_weights(tmp_path):
@@ -73,7 +74,7 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     a = load_checkpoint(tmp_path / "full/checkpoints/last.pt")
     b = load_checkpoint(tmp_path / "part/checkpoints/last.pt")
     assert b["step"] == 6
-    for key in a["generator"]:
-        assert torch.equal(a["generator"][key], b["generator"][key]), key
+    for key in a["networks"]["generator"]:
+        assert torch.equal(a["networks"]["generator"][key], b["networks"]["generator"][key]), key
     with (tmp_path / "part/metrics.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]

@@ -22,14 +22,19 @@ from ganrun.errors import GanrunError
 
 # subcommand -> (primary config name, "module:function" run with the composed config, summary)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("train", "ganrun.train:run", "train a model (Hydra overrides; -m for sweeps)"),
-    "eval": ("eval", "ganrun.evaluate:run", "score a checkpoint, a run or a whole sweep"),
-    "sample": ("sample", "ganrun.sample:run", "draw a grid of new samples from a checkpoint"),
-    "report": ("report", "ganrun.report:run", "tables and plots over a run or a sweep"),
+    "train": (
+        "train",
+        "ganrun.commands.train:run",
+        "train a model (Hydra overrides; -m for sweeps)",
+    ),
+    "eval": ("eval", "ganrun.commands.eval:run", "score a checkpoint, a run or a whole sweep"),
+    "sample": (
+        "sample",
+        "ganrun.commands.sample:run",
+        "draw a grid of new samples from a checkpoint",
+    ),
+    "report": ("report", "ganrun.commands.report:run", "tables and plots over a run or a sweep"),
 }
-
-# Subcommands whose implementation has not landed yet, with what they will do.
-PENDING: dict[str, str] = {}
 
 USAGE = """usage: ganrun [--debug] [--version] <subcommand> [overrides ...]
 
@@ -173,8 +178,6 @@ def _main(args: list[str]) -> int:
     if command not in SUBCOMMANDS:
         return _fail(f"unknown subcommand {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
 
-    if command in PENDING:
-        return _fail(f"`ganrun {command}` is not available in this version yet: {PENDING[command]}")
     config_name, target, _ = SUBCOMMANDS[command]
     flag_error = _flag_error(rest)
     if flag_error:
@@ -217,7 +220,10 @@ def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], deb
     import hydra
     from omegaconf.errors import OmegaConfBaseException
 
-    import ganrun.schema  # noqa: F401  (registers the schemas in Hydra's ConfigStore)
+    import ganrun.config.schema  # noqa: F401  (registers the command schemas in Hydra's ConfigStore)
+    from ganrun.models import all_families
+
+    all_families()  # registers every model family's schema
 
     @hydra.main(config_path="configs", config_name=config_name, version_base=None)
     def task(cfg: Any) -> Any:

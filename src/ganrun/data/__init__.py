@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ganrun.config.schema import DataConfig
 from ganrun.data.base import DataInfo, RawData
 from ganrun.data.cifar10 import load_cifar10
 from ganrun.data.digits import load_digits
@@ -27,7 +28,6 @@ from ganrun.data.mnist import load_mnist
 from ganrun.data.resident import PointSplit, ResidentSplit
 from ganrun.data.tfd import load_tfd
 from ganrun.errors import GanrunError
-from ganrun.schema import DataConfig
 
 # What a split is to the trainer: batch(n), len(), seed(s), state_dict(), load_state_dict(), all().
 Split = ResidentSplit | FolderSplit
@@ -61,6 +61,14 @@ DATASETS: dict[str, Callable[[DataConfig], RawData]] = {
     "grid": load_grid,
     "folder": load_folder,
 }
+
+
+def loader_for(name: str) -> Callable[[DataConfig], RawData]:
+    """The loader of ``data=<name>``; the one place an unknown data set is refused."""
+    if name not in DATASETS:
+        raise GanrunError(f"unknown data set {name!r}; choose data= one of: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
 
 # Data sets of 2-D points rather than images: data.resolution and data.channels do not apply.
 POINT_DATASETS = ("ring", "grid")
@@ -154,11 +162,7 @@ def _resident(
 
 def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.device) -> Data:
     """Load ``cfg.name``, resize to ``cfg.resolution`` and hold every split on ``device``."""
-    if cfg.name not in DATASETS:
-        raise GanrunError(
-            f"unknown data set {cfg.name!r}; choose data= one of: {', '.join(DATASETS)}"
-        )
-    raw = DATASETS[cfg.name](cfg)
+    raw = loader_for(cfg.name)(cfg)
     splits: dict[str, Any]
     if raw.kind == "points":
         splits = {

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData, with_valid_split
 from ganrun.data.errors import corrupt, last_line, missing, undone_on_failure
 from ganrun.errors import GanrunError
-from ganrun.schema import DataConfig
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]

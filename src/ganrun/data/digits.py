@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData, with_valid_split
-from ganrun.schema import DataConfig
 
 # The images come in a fixed order: the last 150 are the test split, and the data.valid_size
 # (default 150) before them the valid split.

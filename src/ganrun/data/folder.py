@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData
 from ganrun.data.errors import missing
 from ganrun.errors import GanrunError
-from ganrun.schema import DataConfig
 
 EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -166,6 +166,7 @@ class FolderSplit:
         self.labels = source.labels
         self.num_workers = cfg.num_workers
         lo, hi = value_range
+        self.value_range = (lo, hi)
         self.scale = (hi - lo) / 255.0
         self.offset = lo
         self.device = device
@@ -232,6 +233,16 @@ class FolderSplit:
             raise _one_line(exc) from None
         labels = None if self.labels is None else self.labels.to(self.device)
         return self.scaled(images), labels
+
+    def pixels(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The split's images as uint8 (all, or those at ``index``), on the CPU: read whole and
+        mapped back from the value range, exactly, since they were scaled from uint8."""
+        from ganrun.images import to_uint8
+
+        x, _ = self.all()
+        if index is not None:
+            x = x[index.to(x.device)]
+        return to_uint8(x, self.value_range)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "order": self._order, "pos": self._pos}

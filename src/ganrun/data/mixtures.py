@@ -12,8 +12,8 @@ import math
 
 import torch
 
+from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData
-from ganrun.schema import DataConfig
 
 # One seed per split: the splits are independent draws, identical in every run.
 SPLIT_SEEDS = {"train": 1000, "valid": 1001, "test": 1002}

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData, with_valid_split
 from ganrun.data.errors import corrupt, last_line, missing, undone_on_failure
 from ganrun.errors import GanrunError
-from ganrun.schema import DataConfig
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

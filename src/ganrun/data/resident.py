@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 
@@ -38,13 +40,20 @@ class ResidentSplit:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def shard(self, rank: int, world_size: int) -> None:
-        """Keep every ``world_size``-th example from ``rank`` on (one process's share)."""
-        self.images = self.images[rank::world_size]
+    def sharded(self, rank: int, world_size: int) -> ResidentSplit:
+        """One process's share to train on: every ``world_size``-th example from ``rank`` on.
+
+        A new split with a generator of its own, whose tensors are views of this one's; this
+        split stays whole for what reads all of it (evaluation, the data-set classifier)."""
+        part = copy.copy(self)
+        part.images = self.images[rank::world_size]
         if self.labels is not None:
-            self.labels = self.labels[rank::world_size]
+            part.labels = self.labels[rank::world_size]
         if self.intensities is not None:
-            self.intensities = self.intensities[rank::world_size]
+            part.intensities = self.intensities[rank::world_size]
+        part.generator = torch.Generator(device=self.device)
+        part.seed(0)
+        return part
 
     def scaled(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> float32 in this split's value range."""
@@ -80,6 +89,11 @@ class ResidentSplit:
     def all(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every image of the split, scaled (for evaluation)."""
         return self.scaled(self.images), self.labels
+
+    def pixels(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The stored uint8 images (all, or those at ``index``), on the CPU."""
+        images = self.images if index is None else self.images[index.to(self.images.device)]
+        return images.cpu()
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "order": self._order, "pos": self._pos}

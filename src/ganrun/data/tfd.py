@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData
 from ganrun.data.errors import corrupt, missing
 from ganrun.errors import GanrunError
-from ganrun.schema import DataConfig
 
 FILES = {48: "TFD_48x48.mat", 96: "TFD_96x96.mat"}
 SPLITS = {"unlabeled": 0, "train": 1, "valid": 2, "test": 3}

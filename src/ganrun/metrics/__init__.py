@@ -1,9 +1,12 @@
 """Metrics: ``eval.metrics`` names keys of :data:`METRICS`.
 
-A metric is one function ``(EvalContext) -> (values, protocol)`` plus one registry line saying
-which runs it applies to and what it must refuse before anything is computed. ``values`` are the
-numbers (names as they appear in metrics.json and eval.csv); ``protocol`` records how they were
-obtained (library and version, feature extractor and weights hash, sample counts, split, seed).
+A metric is one function ``(EvalContext) -> (values, protocol)`` plus one registry line: the
+columns it writes, each with its direction (higher or lower is better, or neither), what it needs
+of a model (:attr:`ganrun.models.family.Model.provides`) and of the data, and what it must refuse
+before anything is computed. ``values`` are the numbers, named as the columns (in metrics.json and
+eval.csv); ``protocol`` records how they were obtained (library and version, feature extractor
+and weights hash, sample counts, split, seed). Whatever ranks scores (``ganrun report``,
+``checkpoints/best.pt``) reads the directions from here, through :func:`direction`.
 
 Feature metrics come in two families that are never mixed up: ``fid``, ``kid``, ``is``, ``prc``
 use Inception-v3 (the standard, comparable numbers); ``fid_cnn``, ``kid_cnn``, ``is_cnn`` use the
@@ -16,6 +19,8 @@ matrices are singular and FID is dominated by their estimation error.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,30 +33,43 @@ from ganrun.metrics.mixtures import mixture_stats
 
 Values = dict[str, Any]
 Result = tuple[Values, Values]
+HIGHER, LOWER = "higher", "lower"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One value a metric writes; ``{data}`` in a name stands for the data set's name."""
+
+    name: str
+    better: str | None = None  # HIGHER, LOWER, or None: a spread, a count, a chosen setting
 
 
 @dataclass(frozen=True)
 class Metric:
     compute: Callable[[EvalContext], Result]
-    applies: Callable[[EvalContext], str | None]  # why it does not apply to a run, or None
+    columns: tuple[Column, ...]
+    needs: str = "samples"  # what the model must provide (Model.provides)
+    data: str | None = None  # the kind of data it scores (DataInfo.kind); None: any
     check: Callable[[EvalContext], None] | None = None  # refusals, before any work is done
 
+    def column_names(self, data_name: str) -> list[str]:
+        return [c.name.format(data=data_name) for c in self.columns]
 
-# ------------------------------------------------------------------------------ applicability
-def _images(ctx: EvalContext) -> str | None:
-    return None if ctx.info.kind == "image" else f"data={ctx.info.name} is not an image data set"
-
-
-def _vae(ctx: EvalContext) -> str | None:
-    return None if ctx.restored.kind == "vae" else "the model is not a VAE"
-
-
-def _points(ctx: EvalContext) -> str | None:
-    return None if ctx.info.kind == "points" else f"data={ctx.info.name} is not a 2-D mixture"
+    def applies(self, ctx: EvalContext) -> str | None:
+        """Why this metric does not apply to the model and data set, or None when it does."""
+        if self.needs not in ctx.model.provides:
+            return f"model={ctx.model.cfg.name} has no {_NEEDS[self.needs]}"
+        if self.data is not None and ctx.info.kind != self.data:
+            return f"data={ctx.info.name} is not {_KINDS[self.data]}"
+        return None
 
 
-def _any(ctx: EvalContext) -> str | None:
-    return None
+_NEEDS = {
+    "samples": "samples",
+    "elbo": "evidence lower bound",
+    "iw_ll": "importance-weighted likelihood",
+}
+_KINDS = {"image": "an image data set", "points": "a 2-D mixture"}
 
 
 # ---------------------------------------------------------------------------------- feature metrics
@@ -207,7 +225,7 @@ def _parzen(ctx: EvalContext) -> Result:
         "num_real": int(test.shape[0]),
         "seed": cfg.seed,
         "valid_ll": out["valid_ll"],
-        "fold": ctx.restored.config.data.fold,
+        "fold": ctx.run_config.data.fold,
     }
     return values, protocol
 
@@ -225,7 +243,8 @@ def _likelihood_data(ctx: EvalContext):  # noqa: ANN202 (a tensor)
 
 def _elbo(ctx: EvalContext) -> Result:
     x = _likelihood_data(ctx)
-    out = likelihood.elbo(ctx.restored.generator, x, ctx.cfg.batch_size)
+    with ctx.seeded():  # the bound's z ~ q(z|x) draws
+        out = likelihood.elbo(ctx.model, x, ctx.cfg.batch_size)
     return (
         {"elbo": out["mean"], "elbo_se": out["se"]},
         {
@@ -234,14 +253,15 @@ def _elbo(ctx: EvalContext) -> Result:
             "num_real": int(x.shape[0]),
             "seed": ctx.cfg.seed,
             "units": "nats per example",
-            "binarize": ctx.restored.config.data.binarize,
+            "binarize": ctx.run_config.data.binarize,
         },
     )
 
 
 def _iw_ll(ctx: EvalContext) -> Result:
     x = _likelihood_data(ctx)
-    out = likelihood.importance_log_likelihood(ctx.restored.generator, x, ctx.cfg.iw_samples)
+    with ctx.seeded():  # the importance samples
+        out = likelihood.importance_log_likelihood(ctx.model, x, ctx.cfg.iw_samples)
     return (
         {"iw_ll": out["mean"], "iw_ll_se": out["se"]},
         {
@@ -251,7 +271,7 @@ def _iw_ll(ctx: EvalContext) -> Result:
             "k": ctx.cfg.iw_samples,
             "seed": ctx.cfg.seed,
             "units": "nats per example",
-            "binarize": ctx.restored.config.data.binarize,
+            "binarize": ctx.run_config.data.binarize,
         },
     )
 
@@ -270,18 +290,62 @@ def _modes(ctx: EvalContext) -> Result:
     }
 
 
-METRICS: dict[str, Metric] = {
-    "fid": Metric(lambda c: _fid(c, "inception"), _images, _check_fid("inception")),
-    "kid": Metric(lambda c: _kid(c, "inception"), _images, _check_kid),
-    "is": Metric(lambda c: _is(c, "inception"), _images, _check_is("inception")),
-    "prc": Metric(lambda c: _prc(c, "inception"), _images, _check_prc),
-    "fid_cnn": Metric(lambda c: _fid(c, "cnn"), _images, _check_fid("cnn")),
-    "kid_cnn": Metric(lambda c: _kid(c, "cnn"), _images, _check_kid),
-    "is_cnn": Metric(lambda c: _is(c, "cnn"), _images, _check_is("cnn")),
-    "parzen": Metric(_parzen, _any, _check_parzen),
-    "elbo": Metric(_elbo, _vae, _check_test),
-    "iw_ll": Metric(_iw_ll, _vae, _check_test),
-    "modes": Metric(_modes, _points),
-}
+def _lower(name: str) -> tuple[Column, ...]:
+    return (Column(name, LOWER),)
 
-__all__ = ["METRICS", "EvalContext", "Metric"]
+
+def _mean_std(name: str, better: str) -> tuple[Column, ...]:
+    return (Column(f"{name}_mean", better), Column(f"{name}_std"))
+
+
+CNN = "{data}_cnn"  # the data-set classifier's columns carry the data set's name
+
+# fmt: off
+METRICS: dict[str, Metric] = {
+    "fid": Metric(lambda c: _fid(c, "inception"), _lower("fid"), data="image",
+                  check=_check_fid("inception")),
+    "kid": Metric(lambda c: _kid(c, "inception"), _mean_std("kid", LOWER), data="image",
+                  check=_check_kid),
+    "is": Metric(lambda c: _is(c, "inception"), _mean_std("is", HIGHER), data="image",
+                 check=_check_is("inception")),
+    "prc": Metric(lambda c: _prc(c, "inception"),
+                  (Column("precision", HIGHER), Column("recall", HIGHER)), data="image",
+                  check=_check_prc),
+    "fid_cnn": Metric(lambda c: _fid(c, "cnn"), _lower(f"fid_{CNN}"), data="image",
+                      check=_check_fid("cnn")),
+    "kid_cnn": Metric(lambda c: _kid(c, "cnn"), _mean_std(f"kid_{CNN}", LOWER), data="image",
+                      check=_check_kid),
+    "is_cnn": Metric(lambda c: _is(c, "cnn"), _mean_std(f"is_{CNN}", HIGHER), data="image",
+                     check=_check_is("cnn")),
+    "parzen": Metric(_parzen, (Column("parzen_ll", HIGHER), Column("parzen_ll_se"),
+                               Column("parzen_sigma")), check=_check_parzen),
+    "elbo": Metric(_elbo, (Column("elbo", HIGHER), Column("elbo_se")), needs="elbo",
+                   check=_check_test),
+    "iw_ll": Metric(_iw_ll, (Column("iw_ll", HIGHER), Column("iw_ll_se")), needs="iw_ll",
+                    check=_check_test),
+    "modes": Metric(_modes, (Column("modes_covered", HIGHER), Column("high_quality", HIGHER),
+                             Column("num_modes"), Column("mode_kl", LOWER)), data="points"),
+}
+# fmt: on
+
+
+@functools.cache
+def _patterns() -> list[tuple[re.Pattern[str], str | None]]:
+    out = []
+    for metric in METRICS.values():
+        for column in metric.columns:
+            pattern = re.escape(column.name).replace(re.escape("{data}"), r"[^.]+")
+            out.append((re.compile(f"^{pattern}$"), column.better))
+    return out
+
+
+def direction(column: str) -> str | None:
+    """HIGHER or LOWER for a column some metric writes and ranks by; None for anything else
+    (a spread, a count, a chosen setting, a training statistic, an unknown name)."""
+    for pattern, better in _patterns():
+        if pattern.match(column):
+            return better
+    return None
+
+
+__all__ = ["HIGHER", "LOWER", "METRICS", "Column", "EvalContext", "Metric", "direction"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ except ImportError:  # pragma: no cover (Windows)
 import torch
 
 from ganrun.errors import GanrunError
+from ganrun.runs.files import atomic_write
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
@@ -97,25 +97,20 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+_CACHE_FIX = "set eval.cache_dir (or $GANRUN_CACHE_DIR) to a writable folder"
+
+
 def _unwritable(path: Path, exc: OSError) -> GanrunError:
     return GanrunError(
-        f"cannot write to the evaluation cache {path.parent} ({exc.strerror or exc}); "
-        "set eval.cache_dir (or $GANRUN_CACHE_DIR) to a writable folder"
+        f"cannot write to the evaluation cache {path.parent} ({exc.strerror or exc}); {_CACHE_FIX}"
     )
 
 
 def save_entry(path: Path, payload: dict[str, Any]) -> Path:
-    """Write atomically (temp file + rename), so concurrent runs never read half a file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
-    return path
+    """Write atomically, so concurrent runs never read half a file."""
+    return atomic_write(
+        path,
+        lambda f: torch.save(payload, f),
+        what=f"to the evaluation cache {path.parent}",
+        fix=_CACHE_FIX,
+    )

@@ -20,8 +20,9 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from ganrun.errors import GanrunError
+from ganrun.images import gray_to_rgb
 from ganrun.metrics import cache
-from ganrun.metrics.fidelity import Extractor, gray_to_rgb
+from ganrun.metrics.fidelity import Extractor
 
 log = logging.getLogger("ganrun")
 
@@ -119,14 +120,12 @@ def data_key(data_cfg: Any) -> dict[str, Any]:
 
 
 def _labeled(split: Any, what: str, data_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from ganrun.metrics.images import real_uint8
-
     if split.labels is None:
         raise GanrunError(
             f"the data-set classifier needs class labels, but the {what} split of data="
             f"{data_name} has none; use Inception metrics (eval.metrics=[fid,kid]) instead"
         )
-    return gray_to_rgb(real_uint8(split)), split.labels.cpu()
+    return gray_to_rgb(split.pixels()), split.labels.cpu()
 
 
 def classifier_extractor(data: Any, data_cfg: Any, cfg: Any, device: torch.device) -> Extractor:

@@ -1,4 +1,5 @@
-"""What a metric function sees: one restored checkpoint, the eval config, and shared work.
+"""What a metric function sees: one model at one step (a restored checkpoint, or the model in
+training), the eval config, and work shared between metrics.
 
 Generated samples and their features are computed once per checkpoint and shared by the metrics
 that need them (FID, KID and IS use one feature pass). Real-side features are computed once per
@@ -8,23 +9,19 @@ memory, so scoring N checkpoints pays for the real side once.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from ganrun.errors import GanrunError
+from ganrun.images import gray_to_rgb, to_uint8
 from ganrun.metrics import cache
 from ganrun.metrics.classifier import classifier_extractor, data_key
-from ganrun.metrics.fidelity import (
-    Extractor,
-    extract,
-    fid_statistics,
-    gray_to_rgb,
-    inception_extractor,
-    to_uint8_rgb,
-)
-from ganrun.metrics.images import real_uint8
-from ganrun.restore import Restored, generate
+from ganrun.metrics.fidelity import Extractor, extract, fid_statistics, inception_extractor
+from ganrun.runs.checkpoint import Snapshot
+from ganrun.runs.layout import checkpoint_name
 
 # Shared across checkpoints (and runs of a sweep) within one process.
 _EXTRACTOR_MEMO: dict[str, Extractor] = {}
@@ -32,12 +29,14 @@ _REAL_MEMO: dict[str, dict[str, Any]] = {}
 
 
 class EvalContext:
-    def __init__(self, restored: Restored, cfg: Any, device: torch.device) -> None:
-        self.restored = restored
+    def __init__(self, snapshot: Snapshot, cfg: Any, device: torch.device) -> None:
+        self.snapshot = snapshot
+        self.model = snapshot.model
+        self.run_config = snapshot.config
         self.cfg = cfg
         self.device = device
-        self.data = restored.data
-        self.info = restored.data.info
+        self.data = snapshot.data
+        self.info = snapshot.data.info
         self._samples: torch.Tensor | None = None
         self._gen_features: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -46,13 +45,14 @@ class EvalContext:
         """The first ``n`` generated samples of this checkpoint (one seeded stream, so a metric
         asking for fewer samples gets a prefix of what another one got)."""
         if self._samples is None or self._samples.shape[0] < n:
-            self._samples = generate(self.restored, n, self.cfg.batch_size, self.cfg.seed)
+            self._samples = self.model.generate(n, self.cfg.seed, self.cfg.batch_size)
         return self._samples[:n]
 
     def generated_features(self, which: str) -> dict[str, torch.Tensor]:
         extractor = self.extractor(which)
         if which not in self._gen_features:
-            images = to_uint8_rgb(self.samples(self.cfg.num_samples), self.info.value_range)
+            samples = self.samples(self.cfg.num_samples)
+            images = gray_to_rgb(to_uint8(samples, self.info.value_range))
             self._gen_features[which] = extract(
                 extractor, images, self.device, self.cfg.batch_size, "generated images"
             )
@@ -77,7 +77,7 @@ class EvalContext:
 
     def extractor(self, which: str) -> Extractor:
         """``inception`` or ``cnn`` (the data-set classifier, trained on first use)."""
-        run_data = self.restored.config.data
+        run_data = self.run_config.data
         cfg = self.cfg
         if which == "inception":
             memo_key = repr((which, cfg.inception_weights, cfg.inception_weights_sha256))
@@ -98,7 +98,7 @@ class EvalContext:
         """{"features": (n, D) tensor, "stats": FID statistics, "cached": bool}."""
         extractor = self.extractor(which)
         key = {
-            "data": data_key(self.restored.config.data),
+            "data": data_key(self.run_config.data),
             "split": self.cfg.reference_split,
             "num": self.num_real(),
             "seed": self.cfg.seed if self.real_index() is not None else None,
@@ -112,9 +112,7 @@ class EvalContext:
             return {**_REAL_MEMO[memo_key], "cached": True}
 
         def compute() -> dict[str, Any]:
-            images = gray_to_rgb(
-                real_uint8(self.split(self.cfg.reference_split), self.real_index())
-            )
+            images = gray_to_rgb(self.split(self.cfg.reference_split).pixels(self.real_index()))
             what = f"{self.cfg.reference_split} images"
             features = extract(extractor, images, self.device, self.cfg.batch_size, what)[
                 extractor.feature_layer
@@ -136,12 +134,23 @@ class EvalContext:
         _REAL_MEMO[memo_key] = entry
         return {**entry, "cached": cached}
 
+    @contextlib.contextmanager
+    def seeded(self) -> Iterator[None]:
+        """torch's global random state seeded with ``eval.seed`` for a metric whose model draws
+        from it (the VAE's bounds), and put back after: the same checkpoint gets the same score
+        whether scored by ``ganrun eval`` or during training, and training's stream is untouched."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg.seed)
+            yield
+
     # ---------------------------------------------------------------------------- for checks
     def require_split(self, name: str, why: str) -> Any:
         if name not in self.data.splits:
             raise GanrunError(
                 f"{why} needs the {name!r} split, which data={self.info.name} of "
-                f"{self.restored.path} does not have (it has: {', '.join(self.data.splits)})"
+                f"{checkpoint_name(self.snapshot.path)} does not have (it has: "
+                f"{', '.join(self.data.splits)})"
             )
         return self.data.splits[name]
 

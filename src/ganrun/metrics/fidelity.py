@@ -5,11 +5,10 @@ ganrun only prepares inputs and caches: images go to torch-fidelity's feature ex
 ``fid_statistics_to_metric``, ``kid_features_to_metric``, ``isc_features_to_metric``,
 ``prc_features_to_metric``) turn the features into numbers.
 
-Images become uint8 like this: generator output in the data's value range ``(lo, hi)`` is mapped
-to ``[0, 255]`` by ``(x - lo) / (hi - lo) * 255``, rounded and clamped; real images are the
-uint8 pixels the data set holds after resizing to ``data.resolution``. Grayscale images are
-repeated to three identical channels (what PIL's ``convert("RGB")`` does). Inception then resizes
-to 299x299 inside torch-fidelity.
+Images become uint8 through :func:`ganrun.images.to_uint8` (generator output in the data's
+value range, rounded); real images are the uint8 pixels the data set holds after resizing to
+``data.resolution``. Grayscale images are repeated to three identical channels (what PIL's
+``convert("RGB")`` does). Inception then resizes to 299x299 inside torch-fidelity.
 """
 
 from __future__ import annotations
@@ -148,21 +147,6 @@ def has_classifier(extractor: Extractor) -> bool:
         weight = state.get("fc.weight")
         _HAS_CLASSIFIER[extractor.weights_sha256] = weight is None or bool(weight.abs().sum() > 0)
     return _HAS_CLASSIFIER[extractor.weights_sha256]
-
-
-def to_uint8_rgb(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
-    """Float images in ``value_range`` -> uint8 (N, 3, H, W) on the CPU (see module docs)."""
-    lo, hi = value_range
-    out = (images.detach().float().cpu() - lo).mul_(255.0 / (hi - lo)).round_().clamp_(0, 255)
-    return gray_to_rgb(out.to(torch.uint8))
-
-
-def gray_to_rgb(images: torch.Tensor) -> torch.Tensor:
-    if images.shape[1] == 1:
-        return images.expand(-1, 3, -1, -1).contiguous()
-    if images.shape[1] != 3:
-        raise GanrunError(f"cannot score {images.shape[1]}-channel images; 1 or 3 are supported")
-    return images
 
 
 # Built once per process and kept: `ganrun eval` on a sweep folder scores every run in one process,

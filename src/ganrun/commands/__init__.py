@@ -1,0 +1,1 @@
+"""The four commands, one Hydra entry point each: train, eval, sample, report."""

@@ -1,0 +1,425 @@
+"""``ganrun report sweep=<multirun folder>`` (or ``run=<run folder>``): tables and plots.
+
+Reads only what runs already wrote (metrics.csv, .hydra/overrides.yaml, eval.csv, samples/) and
+writes ``<target>/report/`` (or ``out=``):
+
+- ``report.md`` and ``report.csv``: one row per job with its overrides, steps, training time,
+  final training values, and for each evaluated metric its value at the last scored checkpoint
+  and its best value over all scored checkpoints, sorted by ``sort_by``;
+- ``losses.png``, ``d_outputs.png`` (D(x) and D(G(z))), ``metrics.png`` (evaluated metrics over
+  steps): one line per job;
+- ``samples.png``: the latest sample grid of every job side by side.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig
+
+from ganrun.errors import GanrunError
+from ganrun.metrics import HIGHER, direction
+from ganrun.models import all_families
+from ganrun.runs.files import metrics_columns, natural_key
+from ganrun.runs.layout import CONFIG_FILE, METRICS_FILE, SAMPLES
+from ganrun.runs.results import EVAL_CSV, META_COLUMNS, read_csv
+
+REPORT_DIR = "report"
+NOT_PLOTTED = ("step", "sec_per_step")
+PANELS = {  # figure name -> title, for the panels families assign their statistics to
+    "losses": "losses",
+    "d_outputs": "D(x) (d_real) and D(G(z)) (d_fake)",
+}
+
+
+def higher_is_better(column: str) -> bool:
+    """Whether a larger value ranks first: as the metric that writes the column declares
+    (``best_<metric>`` ranks like its metric); everything else is minimised."""
+    return direction(column.removeprefix("best_")) == HIGHER
+
+
+def panel_of(statistic: str) -> str:
+    """The report figure a training statistic belongs to, as its family declares it."""
+    for family in all_families():
+        for stat in family.statistics:
+            if stat.name == statistic:
+                return stat.panel
+    return "losses"
+
+
+@dataclass
+class Job:
+    """What one run folder holds, as numbers."""
+
+    name: str
+    path: Path
+    overrides: list[str]
+    history: dict[str, list[float]]  # metrics.csv columns
+    evals: list[dict[str, str]] = field(default_factory=list)  # eval.csv rows
+    objective: str | None = None
+
+    @property
+    def steps(self) -> int:
+        column = self.history.get("step", [])
+        return int(column[-1]) if column else 0
+
+
+# ---------------------------------------------------------------------------------- reading
+def _read_overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return []
+    return [str(o) for o in loaded] if isinstance(loaded, list) else []
+
+
+def _read_objective(run_dir: Path) -> str | None:
+    try:
+        loaded = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return loaded.get("objective") if isinstance(loaded, dict) else None
+
+
+def find_runs(cfg: DictConfig) -> tuple[Path, list[Path]]:
+    given = [k for k in ("sweep", "run") if cfg[k]]
+    if len(given) != 1:
+        raise GanrunError(
+            "say what to report on with exactly one of sweep=<multirun folder> or "
+            f"run=<run folder> (got {', '.join(given) or 'none'})"
+        )
+    key = given[0]
+    target = Path(cfg[key]).expanduser()
+    if not target.is_dir():
+        raise GanrunError(f"{key}={cfg[key]} is not a folder")
+    if key == "run":
+        if not (target / METRICS_FILE).is_file():
+            raise GanrunError(f"run={cfg.run} has no {METRICS_FILE}; is it a ganrun run folder?")
+        return target, [target]
+    runs = sorted(
+        (p.parent for p in target.rglob(METRICS_FILE)),
+        key=lambda p: natural_key(p.relative_to(target).as_posix()),
+    )
+    if not runs:
+        raise GanrunError(f"sweep={cfg.sweep} holds no runs (no */{METRICS_FILE} below it)")
+    return target, runs
+
+
+def load_job(target: Path, run_dir: Path) -> Job:
+    name = run_dir.relative_to(target).as_posix() if run_dir != target else run_dir.name
+    return Job(
+        name,
+        run_dir,
+        _read_overrides(run_dir),
+        metrics_columns(run_dir / METRICS_FILE),
+        read_csv(run_dir / EVAL_CSV),
+        _read_objective(run_dir),
+    )
+
+
+# ---------------------------------------------------------------------------------- the table
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def eval_metrics(job: Job) -> dict[str, list[tuple[int, float]]]:
+    """Each evaluated metric as (step, value) pairs; a checkpoint scored twice counts once."""
+    series: dict[str, dict[int, float]] = {}
+    for row in sorted(job.evals, key=lambda r: r.get("timestamp") or ""):
+        step = _number(row.get("step"))
+        if step is None:
+            continue
+        for key, value in row.items():
+            number = _number(value)
+            if key in META_COLUMNS or "." in key or number is None:
+                continue
+            series.setdefault(key, {})[int(step)] = number  # the newest scoring wins
+    return {k: sorted(v.items()) for k, v in series.items()}
+
+
+def varying(jobs: list[Job]) -> tuple[list[str], dict[str, list[str]]]:
+    """Overrides every job shares, and each job's own (the sweep's parameters)."""
+    common = set(jobs[0].overrides)
+    for job in jobs[1:]:
+        common &= set(job.overrides)
+    shared = [o for o in jobs[0].overrides if o in common] if len(jobs) > 1 else []
+    own = {
+        job.name: [o for o in job.overrides if o not in common or len(jobs) == 1] for job in jobs
+    }
+    return shared, own
+
+
+def table(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
+    _, own = varying(jobs)
+    rows: list[dict[str, Any]] = []
+    for job in jobs:
+        row: dict[str, Any] = {
+            "job": job.name,
+            "overrides": " ".join(own[job.name]),
+            "steps": job.steps,
+        }
+        seconds = job.history.get("sec_per_step", [])
+        row["time_s"] = round(sum(s for s in seconds if math.isfinite(s)), 3)
+        for name, values in job.history.items():
+            if name not in NOT_PLOTTED and values:
+                row[name] = values[-1]
+        for name, points in eval_metrics(job).items():
+            values = [v for _, v in points]
+            row[name] = values[-1]
+            row[f"best_{name}"] = max(values) if higher_is_better(name) else min(values)
+        rows.append(row)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    return columns, rows
+
+
+def default_sort(columns: list[str], jobs: list[Job]) -> str | None:
+    for job in jobs:
+        if job.objective and job.objective in columns:
+            return job.objective
+    for prefix in ("best_fid", "best_kid", "best_"):
+        for c in columns:
+            if c.startswith(prefix) and not c.endswith("_std"):
+                return c
+    return "loss_g" if "loss_g" in columns else None
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
+    present = [r for r in rows if _number(r.get(key)) is not None]
+    missing = [r for r in rows if _number(r.get(key)) is None]  # unscored jobs go last
+    present.sort(key=lambda r: float(r[key]), reverse=descending)
+    return present + missing
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def markdown(columns: list[str], rows: list[dict[str, Any]], title: str, notes: list[str]) -> str:
+    lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def optuna_notes(target: Path) -> list[str]:
+    """The Optuna sweeper's verdict (optimization_results.yaml), when there is one."""
+    path = target / "optimization_results.yaml"
+    if not path.is_file():
+        return []
+    try:
+        result = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        return []
+    params = " ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
+    return [f"Optuna best: {params} (objective {result.get('best_value')})", ""]
+
+
+# ---------------------------------------------------------------------------------- the plots
+def _smooth(values: list[float]) -> list[float]:
+    """A running mean over ~1% of the steps: per-step GAN losses are too noisy to compare."""
+    window = max(1, len(values) // 100)
+    if window == 1:
+        return values
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _line_plot(
+    path: Path,
+    jobs: list[Job],
+    labels: dict[str, str],
+    panels: list[str],
+    series: Any,
+    xlabel: str,
+    title: str,
+) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [p for p in panels if any(series(job, p) for job in jobs)]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for job in jobs:
+            points = series(job, panel)
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, label=labels[job.name], marker="o" if len(xs) < 5 else None)
+        ax.set_title(panel)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        ncol=min(4, len(names)),
+        fontsize="small",
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(names) / 4), 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _history_series(job: Job, column: str) -> list[tuple[float, float]]:
+    steps, values = job.history.get("step", []), job.history.get(column, [])
+    return list(zip(steps, _smooth(values), strict=False))
+
+
+def _eval_series(job: Job, metric: str) -> list[tuple[int, float]]:
+    return eval_metrics(job).get(metric, [])
+
+
+def latest_sample(job: Job) -> Path | None:
+    grids = sorted((job.path / SAMPLES).glob("step_*.png"), key=lambda p: natural_key(p.name))
+    return grids[-1] if grids else None
+
+
+def samples_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    grids = [(job, latest_sample(job)) for job in jobs]
+    grids = [(job, g) for job, g in grids if g is not None]
+    if not grids:
+        return None
+    cols = min(4, len(grids))
+    rows = math.ceil(len(grids) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
+    for ax, (job, grid) in zip(axes.flat, grids, strict=False):
+        with Image.open(grid) as image:
+            ax.imshow(image.convert("RGB"))
+        ax.set_title(f"{labels[job.name]}\n{grid.stem}", fontsize="small")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plots(out: Path, jobs: list[Job]) -> list[Path]:
+    _, own = varying(jobs)
+    labels = {
+        job.name: f"{job.name}: {' '.join(own[job.name])}".strip().rstrip(":") for job in jobs
+    }
+    columns: list[str] = []
+    for job in jobs:
+        columns.extend(c for c in job.history if c not in columns)
+    panels: dict[str, list[str]] = {name: [] for name in PANELS}
+    for column in columns:
+        if column not in NOT_PLOTTED:
+            panels.setdefault(panel_of(column), []).append(column)
+    metrics: list[str] = []
+    for job in jobs:
+        metrics.extend(m for m in eval_metrics(job) if m not in metrics and not m.endswith("_std"))
+    made = [
+        _line_plot(
+            out / f"{name}.png",
+            jobs,
+            labels,
+            shown,
+            _history_series,
+            "step",
+            PANELS.get(name, name),
+        )
+        for name, shown in panels.items()
+    ]
+    made += [
+        _line_plot(
+            out / "metrics.png", jobs, labels, metrics, _eval_series, "step", "evaluated metrics"
+        ),
+        samples_figure(out / "samples.png", jobs, labels),
+    ]
+    return [p for p in made if p is not None]
+
+
+# ---------------------------------------------------------------------------------- command
+def run(cfg: DictConfig) -> Path:
+    target, run_dirs = find_runs(cfg)
+    jobs = [load_job(target, d) for d in run_dirs]
+    columns, rows = table(jobs)
+    key = cfg.sort_by or default_sort(columns, jobs)
+    if key is not None and key not in columns:
+        numeric = [c for c in columns if c not in ("job", "overrides")]
+        raise GanrunError(
+            f"sort_by={key} is not a column of this report; choose one of: {', '.join(numeric)}"
+        )
+    if key is not None:
+        descending = higher_is_better(key) if cfg.descending is None else cfg.descending
+        rows = sort_rows(rows, key, descending)
+    out = Path(cfg.out).expanduser() if cfg.out else target / REPORT_DIR
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GanrunError(f"cannot create the report folder {out} ({exc.strerror or exc})") from exc
+    shared, _ = varying(jobs)
+    notes = optuna_notes(target)
+    if shared:
+        notes.append(f"Common overrides: `{' '.join(shared)}`")
+    if key is not None:
+        order = (
+            "descending"
+            if (cfg.descending if cfg.descending is not None else higher_is_better(key))
+            else "ascending"
+        )
+        notes.append(
+            f"Sorted by `{key}` ({order}). `best_<metric>` is the best value over all "
+            "scored checkpoints; `time_s` is the summed time of the training steps."
+        )
+    text = markdown(columns, rows, f"ganrun report: {target}", notes)
+    (out / "report.md").write_text(text)
+    (out / "report.csv").write_text(csv_text(columns, rows))
+    written = [out / "report.md", out / "report.csv"]
+    if cfg.plots:
+        written += plots(out, jobs)
+    print(text, flush=True)
+    print(
+        f"ganrun: report on {len(jobs)} run(s) -> {', '.join(str(p) for p in written)}", flush=True
+    )
+    return out

@@ -1,0 +1,99 @@
+"""``ganrun sample checkpoint=<file> n=64``: new samples from a checkpoint.
+
+A grid of ``n`` samples (for conditional models one class per row, ``n`` rounded up to whole
+rows), ``sample.interpolate=true`` for strips that walk the latent space between random points,
+``sample.format=npz`` for the raw samples (uint8, NHWC, as FID tools and numpy code expect). The
+model is rebuilt from the checkpoint's own config (:func:`ganrun.runs.checkpoint.restore`) and
+its family draws the samples. Output goes to ``<run>/generated/`` unless ``out=`` names a file.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ganrun.devices import configure_threads, resolve_device
+from ganrun.errors import GanrunError
+from ganrun.images import save_grid, to_uint8
+from ganrun.models.family import Drawn
+from ganrun.runs.checkpoint import restore
+from ganrun.runs.files import atomic_write
+from ganrun.runs.layout import GENERATED, run_dir_of
+
+FORMATS = ("png", "npz")
+
+
+def check_sample_config(cfg: DictConfig) -> None:
+    s = cfg.sample
+    if not cfg.checkpoint:
+        raise GanrunError(
+            "say which checkpoint to sample with checkpoint=<file> "
+            "(e.g. checkpoint=outputs/<date>/<time>/checkpoints/last.pt)"
+        )
+    if not Path(cfg.checkpoint).expanduser().is_file():
+        raise GanrunError(f"checkpoint={cfg.checkpoint} does not exist")
+    if cfg.n < 1:
+        raise GanrunError(f"n={cfg.n} must be at least 1")
+    if s.format not in FORMATS:
+        raise GanrunError(f"sample.format={s.format} is not one of: {', '.join(FORMATS)}")
+    if s.steps < 2:
+        raise GanrunError(f"sample.steps={s.steps} must be at least 2")
+    if s.batch_size < 1:
+        raise GanrunError(f"sample.batch_size={s.batch_size} must be at least 1")
+    if s.seed < 0:
+        raise GanrunError(f"sample.seed={s.seed} must be non-negative")
+    if cfg.out is not None and Path(cfg.out).suffix.lower() != f".{s.format}":
+        raise GanrunError(f"out={cfg.out} must end in .{s.format} for sample.format={s.format}")
+
+
+def default_out(checkpoint: Path, cfg: DictConfig) -> Path:
+    s = cfg.sample
+    kind = "interp" if s.interpolate else f"n{cfg.n}"
+    return run_dir_of(checkpoint) / GENERATED / f"{checkpoint.stem}_{kind}_seed{s.seed}.{s.format}"
+
+
+def save_npz(path: Path, drawn: Drawn, value_range: tuple[float, float]) -> Path:
+    """``samples`` as uint8 (N, H, W, C) (points: the coordinates as they are), with the
+    drawn arrays (``z``, ``labels``) beside them."""
+    images = drawn.images
+    arrays = {name: value.numpy() for name, value in drawn.arrays.items()}
+    if images.dim() == 4:
+        arrays["samples"] = to_uint8(images, value_range).permute(0, 2, 3, 1).numpy()
+    else:  # points: there are no pixels, keep the coordinates
+        arrays["samples"] = images.numpy()
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write(path, buffer.getvalue())
+
+
+def run(cfg: DictConfig) -> Path:
+    check_sample_config(cfg)
+    device = resolve_device(cfg.device.type)
+    if device.type == "cpu":
+        configure_threads()
+    checkpoint = Path(cfg.checkpoint).expanduser()
+    snapshot = restore(checkpoint, device, cfg.data_root)
+    model, s = snapshot.model, cfg.sample
+    if s.interpolate:
+        drawn = model.interpolate(cfg.n, s.steps, s.seed, s.batch_size)
+    else:
+        drawn = model.sample(cfg.n, s.seed, s.batch_size)
+    out = Path(cfg.out).expanduser() if cfg.out else default_out(checkpoint, cfg)
+    value_range = snapshot.data.info.value_range
+    if s.format == "npz":
+        save_npz(out, drawn, value_range)
+    else:
+        if drawn.images.dim() != 4:
+            raise GanrunError(
+                f"checkpoint {checkpoint} generates points, not images; use sample.format=npz"
+            )
+        save_grid(drawn.images, out, value_range, nrow=drawn.per_row)
+    print(
+        f"ganrun: {drawn.description} from {checkpoint} (step {snapshot.step}, "
+        f"{snapshot.weights} weights) -> {out}",
+        flush=True,
+    )
+    return out

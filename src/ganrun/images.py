@@ -1,0 +1,171 @@
+"""Images out of ganrun: the one conversion of model output to uint8, PNG grids, scatter plots
+of 2-D points, and the figures a model family shows during training (:class:`Grid`,
+:class:`Scatter`).
+
+Every float image becomes uint8 the same way, for metrics, npz files and PNGs alike:
+``round((x - lo) * 255 / (hi - lo))``, clamped to [0, 255], where ``(lo, hi)`` is the value range
+the model outputs and the data was scaled to. ``round`` is ``torch.round``, which sends exact
+halves to the even neighbour; model outputs land on exact halves only by chance.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ganrun.errors import GanrunError
+from ganrun.runs.files import atomic_write
+
+PADDING = 2  # pixels between the images of a grid (torchvision's make_grid default)
+
+
+def to_uint8(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Float images (N, C, H, W) in ``value_range`` -> uint8, same shape, on the CPU."""
+    lo, hi = value_range
+    out = (images.detach().float().cpu() - lo).mul_(255.0 / (hi - lo))
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def gray_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1|3, H, W) -> (N, 3, H, W): grayscale repeated to three identical channels, as PIL's
+    ``convert("RGB")`` does."""
+    if images.shape[1] == 1:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    if images.shape[1] != 3:
+        raise GanrunError(f"cannot show {images.shape[1]}-channel images; 1 or 3 are supported")
+    return images
+
+
+def default_nrow(n: int) -> int:
+    """Images per row of a square-ish grid of ``n``."""
+    return max(1, int(math.sqrt(n)))
+
+
+def grid_image(
+    images: torch.Tensor, value_range: tuple[float, float], nrow: int | None = None
+) -> torch.Tensor:
+    """One uint8 (3, H, W) image of the images side by side, ``nrow`` to a row."""
+    from torchvision.utils import make_grid
+
+    pixels = gray_to_rgb(to_uint8(images, value_range))
+    return make_grid(pixels, nrow=nrow or default_nrow(images.shape[0]), padding=PADDING)
+
+
+def save_grid(
+    images: torch.Tensor,
+    path: str | Path,
+    value_range: tuple[float, float],
+    nrow: int | None = None,
+) -> Path:
+    """Write images (N, C, H, W) in ``value_range`` as one PNG grid, ``nrow`` images per row."""
+    from PIL import Image
+
+    array = grid_image(images, value_range, nrow).permute(1, 2, 0).numpy()
+    return atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
+
+
+def plot_points(
+    samples: torch.Tensor,
+    real: torch.Tensor | None,
+    centers: torch.Tensor | None,
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG: real points (grey), generated points (blue), mode centres (red crosses).
+
+    The axes are fitted to the real data and the centres, not to the samples, so that plots of
+    one run stay comparable from step to step; samples that stray further are drawn on the
+    border and counted in the legend.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fake = samples.detach().float().cpu()[:, :2]
+    refs = [t.detach().float().cpu()[:, :2] for t in (real, centers) if t is not None]
+    ref = torch.cat(refs) if refs else fake
+    lo, hi = ref.min(dim=0).values, ref.max(dim=0).values
+    margin = 0.15 * (hi - lo).max().clamp_min(1e-3)
+    lo, hi = lo - margin, hi + margin
+    outside = int(((fake < lo) | (fake > hi)).any(dim=1).sum())
+    shown = torch.max(torch.min(fake, hi), lo)
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    try:
+        if real is not None:
+            r = real.detach().float().cpu()[:, :2]
+            ax.scatter(r[:, 0], r[:, 1], s=2, c="0.7", alpha=0.5, linewidths=0, label="data")
+        label = "samples" + (f" ({outside} outside, on the border)" if outside else "")
+        ax.scatter(
+            shown[:, 0], shown[:, 1], s=4, c="tab:blue", alpha=0.7, linewidths=0, label=label
+        )
+        if centers is not None:
+            c = centers.detach().float().cpu()
+            ax.scatter(
+                c[:, 0],
+                c[:, 1],
+                s=30,
+                c="tab:red",
+                marker="x",
+                linewidths=1,
+                alpha=0.8,
+                label="modes",
+            )
+        ax.set_xlim(float(lo[0]), float(hi[0]))
+        ax.set_ylim(float(lo[1]), float(hi[1]))
+        ax.set_aspect("equal")
+        # Below the axes: inside, it would hide the modes in a corner of the grid.
+        ax.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.07),
+            ncol=3,
+            fontsize="small",
+            markerscale=2,
+            frameon=False,
+        )
+        if title:
+            ax.set_title(title)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    return atomic_write(path, buffer.getvalue())
+
+
+@dataclass
+class Grid:
+    """Images side by side in one PNG (``<name>.png``), ``nrow`` to a row."""
+
+    name: str
+    images: torch.Tensor  # (N, C, H, W) in value_range
+    value_range: tuple[float, float]
+    nrow: int | None = None
+
+    def save(self, folder: Path) -> Path:
+        return save_grid(self.images, folder / f"{self.name}.png", self.value_range, self.nrow)
+
+
+@dataclass
+class Scatter:
+    """Generated 2-D points over the data and its mode centres (``<name>.png``)."""
+
+    name: str
+    samples: torch.Tensor  # (N, D); the first two coordinates are drawn
+    real: torch.Tensor | None
+    centers: torch.Tensor | None
+    title: str = ""
+
+    def save(self, folder: Path) -> Path:
+        return plot_points(
+            self.samples, self.real, self.centers, folder / f"{self.name}.png", self.title or None
+        )
+
+
+Figure = Grid | Scatter

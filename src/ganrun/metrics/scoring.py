@@ -1,0 +1,143 @@
+"""Scoring one model at one step: the function ``ganrun eval`` and in-training scoring share.
+
+:func:`plan` runs every up-front check (the eval config's ranges, each metric's applicability
+and refusals) before anything is computed; :func:`score` runs the planned metrics and returns the
+record that :mod:`ganrun.runs.results` stores.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ganrun import __version__
+from ganrun.errors import GanrunError
+from ganrun.metrics import METRICS, EvalContext, Metric
+from ganrun.models import family_of
+from ganrun.runs.checkpoint import Snapshot
+from ganrun.runs.layout import checkpoint_name
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def check_eval_config(e: DictConfig) -> None:
+    """Ranges and names of the ``eval`` group (shared by ``ganrun eval`` and training)."""
+    unknown = [m for m in e.metrics if m not in METRICS]
+    if unknown:
+        raise GanrunError(
+            f"unknown metric(s) in eval.metrics: {', '.join(unknown)}; choose from: "
+            f"{', '.join(METRICS)}"
+        )
+    for key in (
+        "num_samples",
+        "batch_size",
+        "kid_subsets",
+        "kid_subset_size",
+        "prc_neighborhood",
+        "isc_splits",
+        "classifier_epochs",
+        "parzen_samples",
+        "parzen_sigmas",
+        "parzen_chunk",
+        "iw_samples",
+    ):
+        if e[key] < 1:
+            raise GanrunError(f"eval.{key}={e[key]} must be at least 1")
+    for key in ("num_real", "likelihood_examples"):
+        if e[key] < 0:
+            raise GanrunError(f"eval.{key}={e[key]} must be non-negative (0 = all)")
+    if e.seed < 0:
+        raise GanrunError(f"eval.seed={e.seed} must be non-negative")
+    if e.inception_weights_sha256 and not _SHA256.match(e.inception_weights_sha256):
+        raise GanrunError(
+            f"eval.inception_weights_sha256={e.inception_weights_sha256} is not a "
+            "sha256 (64 hex digits)"
+        )
+
+
+@dataclass
+class Job:
+    ctx: EvalContext
+    metrics: list[tuple[str, Metric]]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def plan(snapshot: Snapshot, eval_cfg: DictConfig, device: torch.device) -> Job:
+    """Which metrics apply to ``snapshot``, after running every up-front check."""
+    ctx = EvalContext(snapshot, eval_cfg, device)
+    job = Job(ctx, [])
+    for name in eval_cfg.metrics:
+        metric = METRICS[name]
+        reason = metric.applies(ctx)
+        if reason is not None:
+            job.skipped[name] = reason
+            continue
+        if metric.check is not None:
+            metric.check(ctx)
+        job.metrics.append((name, metric))
+    if not job.metrics:
+        raise GanrunError(
+            f"none of eval.metrics ({', '.join(eval_cfg.metrics) or 'empty'}) applies to "
+            f"{snapshot.path}: "
+            + "; ".join(f"{k}: {v}" for k, v in job.skipped.items())
+            + " (choose other metrics or another eval= preset)"
+        )
+    return job
+
+
+def score(job: Job, eval_cfg: DictConfig) -> dict[str, Any]:
+    """Run the job's metrics; the record that :mod:`ganrun.runs.results` stores."""
+    ctx = job.ctx
+    start = time.perf_counter()
+    values: dict[str, Any] = {}
+    protocol: dict[str, Any] = {}
+    with ctx.model.evaluating():
+        for name, metric in job.metrics:
+            t0 = time.perf_counter()
+            out, how = metric.compute(ctx)
+            declared = metric.column_names(ctx.info.name)
+            if sorted(out) != sorted(declared):  # the registry line is what ranks these values
+                raise RuntimeError(f"metric {name} returned {sorted(out)}, declares {declared}")
+            values.update(out)
+            protocol[name] = {**how, "wall_time_s": round(time.perf_counter() - t0, 3)}
+    snapshot = ctx.snapshot
+    model_cfg = snapshot.config.model
+    return {
+        "checkpoint": checkpoint_name(snapshot.path),
+        "step": snapshot.step,
+        "preset": eval_cfg.name,
+        "weights": snapshot.weights,
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "ganrun_version": __version__,
+        "torch_version": torch.__version__,
+        "device": str(ctx.device),
+        "model": model_cfg.name,
+        "arch": family_of(model_cfg.name).arch(model_cfg),
+        "data": snapshot.config.data.name,
+        "metrics": values,
+        "protocol": protocol,
+        "skipped": dict(job.skipped),
+        "eval_config": OmegaConf.to_container(eval_cfg, resolve=True),
+    }
+
+
+def announce(job: Job, eval_cfg: DictConfig) -> str:
+    # Inception metrics on a CPU take half an hour per checkpoint with nothing else printed, which
+    # reads as a hang, or (after training's "done") as a finished job.
+    names = ", ".join(name for name, _ in job.metrics)
+    where = checkpoint_name(job.ctx.snapshot.path)
+    return f"ganrun: scoring {where} (eval={eval_cfg.name}: {names})"
+
+
+def summary(record: dict[str, Any]) -> str:
+    parts = [
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["metrics"].items()
+    ]
+    return f"{record['checkpoint']} (step {record['step']}): " + ", ".join(parts)

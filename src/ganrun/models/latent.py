@@ -1,0 +1,183 @@
+"""Sampling for every family whose samples are a network applied to latent codes, x = G(z, y).
+
+:class:`LatentModel` draws z from the prior (``model.noise``, ``model.noise_scale``), labels for
+class-conditional models (``model.conditional``), runs the sampling network in batches, plans the
+grids and interpolation strips of ``ganrun sample``, and shows the fixed-noise grid (a scatter
+plot over the data for 2-D points) during training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from omegaconf import DictConfig
+
+from ganrun.errors import GanrunError
+from ganrun.images import Figure, Grid, Scatter, default_nrow
+from ganrun.models.family import Drawn, Model
+
+if TYPE_CHECKING:
+    from ganrun.data import Data
+
+POINTS_PLOTTED = 2000  # generated (and real) points in each scatter plot of 2-D data
+
+
+def sample_noise(
+    cfg: Any, n: int, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Latent codes: N(0, s^2 I) or U(-s, s), s = ``model.noise_scale``."""
+    s = cfg.noise_scale
+    if cfg.noise == "uniform":
+        z = torch.rand(n, cfg.latent_dim, device=device, generator=generator)
+        return z.mul_(2 * s).sub_(s)
+    if cfg.noise == "normal":
+        return torch.randn(n, cfg.latent_dim, device=device, generator=generator).mul_(s)
+    raise GanrunError(f"unknown model.noise {cfg.noise!r}; choose normal or uniform")
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (White 2016): the path stays where Gaussian noise has its mass,
+    unlike a straight line, whose midpoints have too small a norm. Rows of z0, z1; t in [0, 1]."""
+    a = torch.nn.functional.normalize(z0, dim=-1)
+    b = torch.nn.functional.normalize(z1, dim=-1)
+    omega = torch.arccos((a * b).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * z0 + (torch.sin(t * omega) / so) * z1
+
+
+def plan_latents(
+    cfg: Any,
+    num_classes: int,
+    n: int,
+    interpolate: bool,
+    steps: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Latent codes, labels (``num_classes`` > 0: conditional) and images per row of a grid of
+    ``n`` (one class per row), or of interpolation strips of ``steps`` images (one per class)."""
+    cpu = torch.device("cpu")
+    if interpolate:
+        rows = num_classes or max(1, math.ceil(n / steps))
+        ends = sample_noise(cfg, 2 * rows, cpu, gen)
+        t = torch.linspace(0, 1, steps).view(1, -1, 1)
+        z0, z1 = ends[:rows, None, :], ends[rows:, None, :]
+        # Uniform noise lives in a cube, which a straight line never leaves.
+        z = slerp(z0, z1, t) if cfg.noise == "normal" else z0 + t * (z1 - z0)
+        z = z.reshape(rows * steps, -1)
+        labels = torch.arange(rows).repeat_interleave(steps) if num_classes else None
+        return z, labels, steps
+    if num_classes:
+        per_class = math.ceil(n / num_classes)
+        z = sample_noise(cfg, per_class * num_classes, cpu, gen)
+        return z, torch.arange(num_classes).repeat_interleave(per_class), per_class
+    return sample_noise(cfg, n, cpu, gen), None, default_nrow(n)
+
+
+class LatentModel(Model):
+    """A :class:`Model` whose samples are ``network(sampler)(z, y)``; see the module docs."""
+
+    #: The network that maps latent codes (and labels) to samples.
+    sampler: ClassVar[str] = "generator"
+    provides = frozenset({"samples"})
+
+    @property
+    def num_classes(self) -> int:
+        """Classes a conditional model is given (0: unconditional)."""
+        return self.info.num_classes if self.cfg.get("conditional", False) else 0
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` latent codes from ``generator``, on its device."""
+        return sample_noise(self.cfg, n, generator.device, generator)
+
+    @torch.no_grad()
+    def draw(self, z: torch.Tensor, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """The samples of given latent codes (and labels), ``batch_size`` at a time, on the CPU."""
+        net = self.network(self.sampler)
+        out = []
+        for start in range(0, z.shape[0], batch_size):
+            zb = z[start : start + batch_size].to(self.device)
+            yb = None if labels is None else labels[start : start + batch_size].to(self.device)
+            out.append(net(zb, yb).float().cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int, batch_size: int) -> torch.Tensor:
+        # Each batch draws its codes, then its labels, from one seeded generator on the model's
+        # device: the order every recorded score was computed with.
+        device = self.device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        net = self.network(self.sampler)
+        out = []
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            z = sample_noise(self.cfg, m, device, gen)
+            y = None
+            if self.num_classes:
+                y = torch.randint(0, self.num_classes, (m,), device=device, generator=gen)
+            out.append(net(z, y).float().cpu())
+        return torch.cat(out)
+
+    def _drawn(self, n: int, interpolate: bool, steps: int, seed: int, batch_size: int) -> Drawn:
+        gen = torch.Generator().manual_seed(seed)
+        z, labels, per_row = plan_latents(self.cfg, self.num_classes, n, interpolate, steps, gen)
+        images = self.draw(z, labels, batch_size)
+        arrays = {"z": z} if labels is None else {"z": z, "labels": labels}
+        what = (
+            f"{images.shape[0] // per_row} interpolation strips of {per_row} images"
+            if interpolate
+            else f"{images.shape[0]} samples"
+        )
+        return Drawn(images, arrays, per_row, what)
+
+    def sample(self, n: int, seed: int, batch_size: int) -> Drawn:
+        return self._drawn(n, False, 0, seed, batch_size)
+
+    def interpolate(self, n: int, steps: int, seed: int, batch_size: int) -> Drawn:
+        return self._drawn(n, True, steps, seed, batch_size)
+
+    # --------------------------------------------------------------------- training figures
+    def configure_training(self, cfg: DictConfig, fused: bool) -> None:
+        super().configure_training(cfg, fused)
+        self._fixed: tuple[torch.Tensor, torch.Tensor | None, int | None] | None = None
+
+    def _fixed_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
+        """One noise batch (and labels, one class per row) that every grid of a run shows, so
+        the grids show the same z over the whole run; from a generator of its own."""
+        if self._fixed is None:
+            device = self.device
+            gen = torch.Generator(device=device).manual_seed(self.run_cfg.seed + 2)
+            n = self.run_cfg.train.num_samples
+            if self.info.kind == "points":
+                n = max(n, POINTS_PLOTTED)  # a scatter plot needs many more points than a grid
+            z = sample_noise(self.cfg, n, device, gen)
+            labels, cols = None, None
+            if self.num_classes:
+                cols = max(1, n // self.num_classes)
+                z = z[: cols * self.num_classes]
+                labels = torch.arange(self.num_classes, device=device).repeat_interleave(cols)
+            self._fixed = (z, labels, cols)
+        return self._fixed
+
+    @torch.no_grad()
+    def figures(self, step: int, data: Data) -> list[Figure]:
+        z, labels, cols = self._fixed_inputs()
+        net = self.network(self.sampler)
+        was_training = net.training
+        net.eval()
+        try:
+            out = net(z, labels)
+            name = f"step_{step:06d}"
+            if self.info.kind == "points":
+                real = data.train.images[:POINTS_PLOTTED]
+                centers = self.info.extra.get("centers")
+                return [Scatter(name, out, real, centers, title=f"step {step}")]
+            shown: list[Figure] = [Grid(name, out, self.info.value_range, cols)]
+            return shown + self.more_figures(step, data, net)
+        finally:
+            net.train(was_training)
+
+    def more_figures(self, step: int, data: Data, net: torch.nn.Module) -> list[Figure]:
+        """Figures beyond the sample grid (the VAE's reconstructions), drawn in eval mode."""
+        return []

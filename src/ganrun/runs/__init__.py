@@ -1,0 +1,1 @@
+"""Run folders and what is in them: layout, checkpoints, evaluation records, sweeps."""

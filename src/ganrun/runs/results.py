@@ -1,0 +1,84 @@
+"""Where scores go: ``<run>/eval/<checkpoint>/metrics.json`` and ``<run>/eval.csv``.
+
+metrics.json holds, per preset (``eval.name``), the full record of the last scoring of that
+checkpoint: the model, its networks and data set, values, and per metric its protocol (library
+and version, feature extractor and weights sha256, sample counts, reference split, seed), plus wall
+time. eval.csv has one row per (checkpoint, preset) with the values and protocols flattened
+(``<metric>.<protocol key>`` columns).
+Scoring again replaces that checkpoint's row and preset entry; everything else is kept. Both
+files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from ganrun.runs.files import atomic_write
+from ganrun.runs.layout import run_dir_of
+
+EVAL_DIR = "eval"
+EVAL_CSV = "eval.csv"
+METRICS_JSON = "metrics.json"
+# The columns of eval.csv that describe a scoring rather than score it; they come first.
+META_COLUMNS = ("checkpoint", "step", "preset", "weights", "wall_time_s", "timestamp")
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """One eval.csv row from a record."""
+    row = {key: record.get(key) for key in META_COLUMNS}
+    row.update(record["metrics"])
+    for metric, protocol in record["protocol"].items():
+        for key, value in protocol.items():
+            row[f"{metric}.{key}"] = json.dumps(value) if isinstance(value, list | dict) else value
+    for metric, reason in record.get("skipped", {}).items():
+        row[f"{metric}.skipped"] = reason
+    return row
+
+
+def write_record(checkpoint: Path, record: dict[str, Any]) -> Path:
+    """Store one checkpoint's record; returns the metrics.json path."""
+    checkpoint = Path(checkpoint)
+    run_dir = run_dir_of(checkpoint)
+    json_path = run_dir / EVAL_DIR / checkpoint.stem / METRICS_JSON
+    stored: dict[str, Any] = {}
+    if json_path.is_file():
+        try:
+            stored = json.loads(json_path.read_text())
+        except (OSError, ValueError):
+            stored = {}
+    results = stored.get("results", {}) if isinstance(stored, dict) else {}
+    results[record["preset"]] = record
+    payload = {"checkpoint": record["checkpoint"], "results": results}
+    atomic_write(json_path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    _update_csv(run_dir / EVAL_CSV, flatten(record))
+    return json_path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _update_csv(path: Path, row: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = [
+        old
+        for old in read_csv(path)
+        if (old.get("checkpoint"), old.get("preset")) != (row["checkpoint"], row["preset"])
+    ]
+    rows.append(row)
+    columns: list[str] = []
+    for r in rows:
+        columns.extend(k for k in r if k not in columns)
+    first = [c for c in META_COLUMNS if c in columns]
+    columns = first + [c for c in columns if c not in first]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buffer.getvalue())

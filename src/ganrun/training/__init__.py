@@ -1,0 +1,3 @@
+"""Training: setup from a validated config, the loop, its logs, signals, DDP and speed settings.
+
+Nothing outside ganrun.commands.train imports this package: sampling and scoring never load it."""

@@ -1,0 +1,159 @@
+"""Training loggers: ``metrics.csv`` always (:class:`MetricsLog`); ``logger=tensorboard`` adds
+TensorBoard files.
+
+metrics.csv has one row per step: the step, the family's statistics (declared beside its training
+step, :meth:`ganrun.models.family.Family.statistics`) and ``sec_per_step``. Statistics stay on the
+device as tensors and are read (one host sync) a window of steps at a time.
+
+TensorBoard writes local event files under ``<run>/tensorboard/`` (no account, no network):
+every metrics.csv value as a scalar, each sample grid as an image, and at the end the run's
+hyperparameters with its final values (the HPARAMS tab compares the jobs of a sweep). View with
+``tensorboard --logdir multirun/<date>/<time>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ganrun.config.schema import flat_settings
+from ganrun.errors import GanrunError
+from ganrun.runs.files import read_metrics_csv
+
+Window = list[tuple[int, dict[str, torch.Tensor], float]]  # (step, statistics, seconds) per step
+
+TENSORBOARD_DIR = "tensorboard"
+LOGGERS = ("csv", "tensorboard")
+
+
+def check_logger(cfg: DictConfig) -> None:
+    """Refuse an unknown logger, or TensorBoard when its package is missing, before training."""
+    name = cfg.logger.name
+    if name not in LOGGERS:
+        raise GanrunError(f"unknown logger {name!r}; choose logger= one of: {', '.join(LOGGERS)}")
+    if name == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError as exc:
+            raise GanrunError(
+                "logger=tensorboard needs the tensorboard package: pip install tensorboard"
+            ) from exc
+
+
+class MetricsLog:
+    """metrics.csv: one row per step, written a window at a time (one host sync per window)."""
+
+    def __init__(self, path: Path, statistics: list[str], keep_until: int = 0) -> None:
+        self.path = path
+        self.statistics = statistics
+        header: list[str] = []
+        rows: list[list[str]] = []
+        if keep_until > 0:
+            # Resuming: rows past the checkpoint belong to steps that will be run again.
+            header, rows = read_metrics_csv(path)
+            rows = [r for r in rows if int(r[0]) <= keep_until]
+        self.file = path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.header: list[str] | None = header or None
+        if header:
+            self.writer.writerow(header)
+        self.writer.writerows(rows)
+
+    def write(self, window: Window) -> dict[str, float]:
+        keys = list(window[0][1])
+        if self.header is None:
+            if keys != self.statistics:  # what the report and the objective check rely on
+                raise GanrunError(
+                    f"the training step returned {', '.join(keys)}, but its family declares "
+                    f"{', '.join(self.statistics)} (Family.statistics)"
+                )
+            self.header = ["step", *keys, "sec_per_step"]
+            self.writer.writerow(self.header)
+        stacked = torch.stack([torch.stack([s[k].float() for k in keys]) for _, s, _ in window])
+        values = stacked.cpu().tolist()  # the one host sync for the whole window
+        for (step, _, seconds), row in zip(window, values, strict=True):
+            self.writer.writerow([step, *(f"{v:.6g}" for v in row), f"{seconds:.6g}"])
+        self.file.flush()
+        for (step, _, _), row in zip(window, values, strict=True):
+            bad = [k for k, v in zip(keys, row, strict=True) if not np.isfinite(v)]
+            if bad:
+                raise GanrunError(
+                    f"training diverged at step {step}: {', '.join(bad)} is not finite; the "
+                    "last good checkpoint is kept; lower optim.lr or check the data"
+                )
+        return {"step": window[-1][0], **dict(zip(keys, values[-1], strict=True))}
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's scalar settings, flattened (``optim.lr``, ``model.name``, ...)."""
+    settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))
+    # Paths say where a run was, not what it was: they would make every run look different.
+    return {
+        k: v
+        for k, v in settings.items()
+        if isinstance(v, bool | int | float | str)
+        and not k.endswith((".root", "cache_dir"))
+        and k not in ("resume",)
+    }
+
+
+class TensorBoardLog:
+    """Wraps the trainer's MetricsLog: every window written to metrics.csv also goes to
+    TensorBoard, so both always hold the same numbers."""
+
+    def __init__(self, metrics: Any, cfg: DictConfig, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.metrics = metrics
+        self.cfg = cfg
+        self.writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))
+        self.last: dict[str, float] = {}
+
+    def write(self, window: Window) -> dict[str, float]:
+        last = self.metrics.write(window)  # the host sync and the divergence check happen here
+        for step, stats, seconds in window:
+            for key, value in stats.items():
+                self.writer.add_scalar(f"train/{key}", float(value), step)
+            self.writer.add_scalar("train/sec_per_step", seconds, step)
+        self.last = last
+        return last
+
+    def add_images(
+        self,
+        step: int,
+        images: torch.Tensor,
+        value_range: tuple[float, float],
+        nrow: int | None = None,
+    ) -> None:
+        from ganrun.images import grid_image
+
+        self.writer.add_image("samples", grid_image(images, value_range, nrow), step)
+
+    def close(self) -> None:
+        self.metrics.close()
+        final = {
+            f"final/{k}": float(v)
+            for k, v in self.last.items()
+            if k != "step" and math.isfinite(float(v))
+        }
+        if final:
+            # run_name="." keeps the hparams record in the run's own event folder.
+            self.writer.add_hparams(hparams(self.cfg), final, run_name=".")
+        self.writer.close()
+
+
+def with_loggers(metrics: Any, cfg: DictConfig, run_dir: Path) -> Any:
+    """The trainer's metrics sink for ``cfg.logger``: metrics.csv alone, or with TensorBoard."""
+    logger = cfg.get("logger")
+    if logger is None or logger.name == "csv":
+        return metrics
+    return TensorBoardLog(metrics, cfg, run_dir)

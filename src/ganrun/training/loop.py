@@ -1,0 +1,191 @@
+"""The training loop, for any model family: :meth:`Trainer.fit`.
+
+Each step is the family's (:meth:`ganrun.models.family.Model.training_step`); around it the loop
+applies the optimizer schedules, writes metrics.csv a window at a time, the family's figures every
+``train.sample_every`` steps and a checkpoint every ``train.checkpoint_every`` steps
+(:mod:`ganrun.runs.checkpoint`), scores the model every ``eval.every`` steps, and stops cleanly on
+SIGINT/SIGTERM (and submitit's preemption signal) with a checkpoint and the command that continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ganrun.errors import GanrunError
+from ganrun.images import Grid
+from ganrun.models.optim import apply_schedule
+from ganrun.runs import checkpoint
+from ganrun.runs.layout import (
+    BEST,
+    CHECKPOINTS,
+    LAST,
+    METRICS_FILE,
+    SAMPLES,
+    continue_command,
+    step_checkpoint,
+)
+from ganrun.training.best import BestCheckpoint
+from ganrun.training.logs import MetricsLog, Window, with_loggers
+from ganrun.training.setup import Setup
+from ganrun.training.signals import GracefulStop, RunInterrupted
+
+log = logging.getLogger("ganrun")
+
+# eval.every: scores the weights of a step, saved in the given checkpoint; returns the record.
+Scoring = Callable[[int, Path], dict[str, Any]]
+
+
+class Trainer:
+    def __init__(self, setup: Setup, run_dir: Path, scoring: Scoring | None = None) -> None:
+        self.setup = setup
+        self.cfg = setup.cfg
+        self.model = setup.model
+        self.run_dir = run_dir
+        self.step = 0
+        self.scoring = scoring  # None: no eval.every here (or a DDP rank other than 0)
+        self.best = BestCheckpoint(self.cfg.eval)
+        self.statistics = [s.name for s in setup.family.statistics]
+        # Training noise comes from a generator of its own, so resuming restores it exactly.
+        self.noise = torch.Generator(device=setup.device).manual_seed(self.cfg.seed + 1)
+        setup.batches.seed(self.cfg.seed + 3)
+
+    # ------------------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, float]:
+        cfg = self.cfg.train
+        metrics = with_loggers(
+            MetricsLog(self.run_dir / METRICS_FILE, self.statistics, keep_until=self.step),
+            self.cfg,
+            self.run_dir,
+        )
+        self.log_images = getattr(metrics, "add_images", None)  # logger=tensorboard
+        tty = sys.stdout.isatty()
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, disable=not tty, unit="step", dynamic_ncols=True
+        )
+        window: Window = []
+        last: dict[str, float] = {}
+        model, batches, noise = self.model, self.setup.batches, self.noise
+        for net in model.networks.values():
+            net.train()
+        with GracefulStop() as stop:
+            # The loop ends only through `done`: a signal that lands after `done` was computed
+            # must still get its checkpoint, one step later, before the run stops.
+            while self.step < cfg.steps:
+                start = time.perf_counter()
+                apply_schedule(self.cfg.optim, model.optimizers, model.lr_scales, self.step)
+                stats = model.training_step(batches, noise)
+                self.step += 1
+                window.append((self.step, stats, time.perf_counter() - start))
+                bar.update(1)
+                done = self.step == cfg.steps or stop.requested is not None
+                keep = self.step % cfg.checkpoint_every == 0 or done
+                # Flush before every checkpoint too: a checkpoint is only written once every
+                # step before it is known to be finite, so the latest one is always good.
+                if self.step % cfg.log_every == 0 or keep:
+                    last = metrics.write(window)
+                    window.clear()
+                    summary = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
+                    bar.set_postfix_str(summary, refresh=False)
+                    if not tty:
+                        log.info("step %d/%d %s", self.step, cfg.steps, summary)
+                if self.step % cfg.sample_every == 0 or done:
+                    self.save_figures()
+                if keep:
+                    self.check_weights()
+                    self.save(periodic=self.step % cfg.checkpoint_every == 0)
+                every = self.cfg.eval.every
+                if every and self.scoring is not None and self.step % every == 0:
+                    self.score_and_keep_best()
+                if done:
+                    break
+        bar.close()
+        metrics.close()
+        if stop.requested is not None:
+            stop.hand_over()
+            raise RunInterrupted(
+                f"{stop.name} received: stopped after step {self.step}/{cfg.steps}; checkpoint "
+                f"saved in {self.run_dir / CHECKPOINTS}; continue with: "
+                f"{continue_command(self.run_dir)}",
+                stop.requested,
+            )
+        return last
+
+    def score_and_keep_best(self) -> None:
+        """Score the current weights (``eval.every``) and copy them to best.pt when they beat
+        every earlier score."""
+        assert self.scoring is not None
+        folder = self.run_dir / CHECKPOINTS
+        path = folder / step_checkpoint(self.step)  # scored under its own name in eval.csv
+        if not path.exists():
+            self.check_weights()
+            self.save(periodic=True)
+        record = self.scoring(self.step, path)
+        if self.best.update(record, self.step, path):
+            state = self.state()
+            checkpoint.save_checkpoint(state, folder / BEST)
+            checkpoint.save_checkpoint(state, folder / LAST)  # now remembers the best too
+            best = self.best.state or {}
+            log.info(
+                "best %s=%.6g at step %d -> %s",
+                best["metric"],
+                best["value"],
+                self.step,
+                folder / BEST,
+            )
+
+    def check_weights(self) -> None:
+        """Refuse to checkpoint non-finite weights (losses are checked as metrics are written)."""
+        for name, net in self.model.networks.items():
+            for pname, p in net.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise GanrunError(
+                        f"training diverged by step {self.step}: {name} weight {pname} is not "
+                        "finite; the last good checkpoint is kept; lower optim.lr"
+                    )
+
+    # ----------------------------------------------------------------------------- outputs
+    def save_figures(self) -> list[Path]:
+        """The family's figures of this step in samples/ (the first also to TensorBoard)."""
+        figures = self.model.figures(self.step, self.setup.data)
+        first = figures[0] if figures else None
+        if isinstance(first, Grid) and getattr(self, "log_images", None) is not None:
+            self.log_images(self.step, first.images, first.value_range, first.nrow)
+        return [figure.save(self.run_dir / SAMPLES) for figure in figures]
+
+    def state(self) -> dict[str, Any]:
+        rng = checkpoint.capture_rng(self.noise, self.setup.batches)
+        return checkpoint.capture(
+            self.model, step=self.step, config=self.cfg, best=self.best.state, rng=rng
+        )
+
+    def save(self, periodic: bool) -> Path:
+        folder = self.run_dir / CHECKPOINTS
+        state = self.state()
+        path = checkpoint.save_checkpoint(state, folder / LAST)
+        if periodic:
+            checkpoint.save_checkpoint(state, folder / step_checkpoint(self.step))
+        return path
+
+    def resume(self, where: str) -> None:
+        path = self.run_dir / CHECKPOINTS / LAST if where == "auto" else Path(where)
+        if where == "auto" and not path.exists():
+            log.info("resume=auto: no checkpoint in %s yet, starting from step 0", path.parent)
+            return
+        payload = checkpoint.load_checkpoint(path, map_location=self.setup.device)
+        checkpoint.check_resumable(payload, path, self.setup.family.name, self.cfg)
+        checkpoint.load_state(payload, self.model, path, training=True)
+        try:
+            checkpoint.restore_rng(payload["rng"], self.noise, self.setup.batches)
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise GanrunError(f"checkpoint {path} has no usable random state: {exc}") from exc
+        self.step = int(payload["step"])
+        self.best.load(payload.get("best"))
+        log.info("resumed from %s at step %d", path, self.step)
