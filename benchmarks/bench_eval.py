@@ -137,6 +137,7 @@ def _inception(n: int) -> dict:
     from omegaconf import OmegaConf
 
     from ganrun.config.schema import EvalConfig
+    from ganrun.images import gray_to_rgb
     from ganrun.metrics import fidelity
     from ganrun.metrics.cache import file_sha256
 
@@ -150,7 +151,7 @@ def _inception(n: int) -> dict:
     )
     extractor = fidelity.inception_extractor(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    rgb = fidelity.gray_to_rgb(images)
+    rgb = gray_to_rgb(images)
     fidelity.extract(extractor, rgb[:8], device, 8)  # build the network, warm up
     start = time.perf_counter()
     fidelity.extract(extractor, rgb, device, 64)

@@ -35,6 +35,18 @@ TINY = [
     "device=cpu",
 ]
 
+# eval=fast on tiny runs: small enough to be quick, large enough for the FID rule (>= 128
+# samples a side for the classifier's features).
+FAST = [
+    "eval=fast",
+    "eval.num_samples=200",
+    "eval.num_real=150",
+    "eval.kid_subsets=5",
+    "eval.kid_subset_size=50",
+    "eval.classifier_epochs=1",
+    "device=cpu",
+]
+
 
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300

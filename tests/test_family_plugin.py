@@ -56,8 +56,8 @@ class ShiftScaleModel(LatentModel):
     def configure_training(self, cfg: DictConfig, fused: bool) -> None:
         super().configure_training(cfg, fused)
         self.n = cfg.train.batch_size
-        self.opt_g = self.add_optimizer("generator", self.G.parameters(), cfg.optim, fused)
-        self.opt_d = self.add_optimizer("critic", self.D.parameters(), cfg.optim, fused)
+        self.add_optimizer("generator", self.G.parameters(), cfg.optim, fused)
+        self.add_optimizer("critic", self.D.parameters(), cfg.optim, fused)
 
     @property
     def G(self) -> nn.Module:
@@ -68,16 +68,17 @@ class ShiftScaleModel(LatentModel):
         return self.networks["critic"]
 
     def training_step(self, batches: Any, noise: torch.Generator) -> dict[str, torch.Tensor]:
+        opt_g, opt_d = self.optimizers["generator"], self.optimizers["critic"]
         real, _ = batches.batch(self.n)
         fake = self.G(self.noise(self.n, noise))
         loss_d = F.softplus(-self.D(real)).mean() + F.softplus(self.D(fake.detach())).mean()
-        self.opt_d.zero_grad(set_to_none=True)
+        opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        self.opt_d.step()
+        opt_d.step()
         loss_g = F.softplus(-self.D(fake)).mean()
-        self.opt_g.zero_grad(set_to_none=True)
+        opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        self.opt_g.step()
+        opt_g.step()
         self.update_averages()
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 

@@ -14,19 +14,10 @@ from PIL import Image
 
 from ganrun.metrics import classifier
 from ganrun.runs.checkpoint import load_checkpoint
+from tests.conftest import FAST
 
 FIXTURES = Path(__file__).parent / "fixtures" / "format1"
-FAST = [
-    "eval=fast",
-    "eval.num_samples=200",
-    "eval.num_real=150",
-    "eval.kid_subsets=5",
-    "eval.kid_subset_size=50",
-    "eval.classifier_epochs=1",
-    "eval.likelihood_examples=40",
-    "eval.iw_samples=8",
-    "device=cpu",
-]
+FAST_TINY = [*FAST, "eval.likelihood_examples=40", "eval.iw_samples=8"]
 
 
 @pytest.fixture
@@ -75,7 +66,7 @@ def test_format1_run_samples(cli, tmp_path, name):
 @pytest.mark.parametrize(("name", "metric"), [("gan", "fid_digits_cnn"), ("vae", "elbo")])
 def test_format1_run_scores(cli, cache, tmp_path, name, metric):
     run = legacy_run(name, tmp_path)
-    code, out, err = cli("eval", f"run={run}", *FAST, cwd=tmp_path)
+    code, out, err = cli("eval", f"run={run}", *FAST_TINY, cwd=tmp_path)
     assert code == 0, err
     with (run / "eval.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))

@@ -20,20 +20,12 @@ from typing import Any
 from ganrun import __version__
 from ganrun.errors import GanrunError
 
-# subcommand -> (primary config name, "module:function" run with the composed config, summary)
-SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": (
-        "train",
-        "ganrun.commands.train:run",
-        "train a model (Hydra overrides; -m for sweeps)",
-    ),
-    "eval": ("eval", "ganrun.commands.eval:run", "score a checkpoint, a run or a whole sweep"),
-    "sample": (
-        "sample",
-        "ganrun.commands.sample:run",
-        "draw a grid of new samples from a checkpoint",
-    ),
-    "report": ("report", "ganrun.commands.report:run", "tables and plots over a run or a sweep"),
+# subcommand -> (primary config name, summary); each runs ganrun.commands.<subcommand>.run
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train a model (Hydra overrides; -m for sweeps)"),
+    "eval": ("eval", "score a checkpoint, a run or a whole sweep"),
+    "sample": ("sample", "draw a grid of new samples from a checkpoint"),
+    "report": ("report", "tables and plots over a run or a sweep"),
 }
 
 USAGE = """usage: ganrun [--debug] [--version] <subcommand> [overrides ...]
@@ -46,7 +38,7 @@ Each subcommand takes Hydra overrides (key=value, group=option, -m for sweeps, -
 
 
 def _usage() -> str:
-    table = "\n".join(f"  {name:<8}{summary}" for name, (_, _, summary) in SUBCOMMANDS.items())
+    table = "\n".join(f"  {name:<8}{summary}" for name, (_, summary) in SUBCOMMANDS.items())
     return USAGE.format(table=table)
 
 
@@ -178,14 +170,14 @@ def _main(args: list[str]) -> int:
     if command not in SUBCOMMANDS:
         return _fail(f"unknown subcommand {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
 
-    config_name, target, _ = SUBCOMMANDS[command]
+    config_name, _ = SUBCOMMANDS[command]
     flag_error = _flag_error(rest)
     if flag_error:
         return _fail(f"{flag_error} (run `ganrun {command} --help` for the options)")
     # Hydra re-raises instead of printing its multi-line report, so errors come back to us.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        run = _load(target)
+        run = _load(f"ganrun.commands.{command}:run")
         return _run_hydra(config_name, run, [f"ganrun {command}", *rest], debug)
     except (GanrunError, _UserError) as exc:
         error = exc.error if isinstance(exc, _UserError) else exc

@@ -9,3 +9,9 @@ class GanrunError(Exception):
 
     exit_code = 2
     label = "error"  # what the CLI prints before the message
+
+
+def require(ok: bool, message: str) -> None:
+    """Raise a GanrunError with ``message`` unless ``ok``: the shape of every config check."""
+    if not ok:
+        raise GanrunError(message)

@@ -24,7 +24,7 @@ from ganrun.errors import GanrunError
 from ganrun.metrics.scoring import announce, check_eval_config, plan, score, summary
 from ganrun.runs.checkpoint import Snapshot, restore
 from ganrun.runs.files import natural_key
-from ganrun.runs.layout import BEST, CHECKPOINTS, LAST, run_dir_of
+from ganrun.runs.layout import BEST, CHECKPOINTS, LAST, STEP_CHECKPOINTS, run_dir_of
 from ganrun.runs.results import EVAL_CSV, write_record
 
 PICKS = {"last": LAST, "best": BEST}
@@ -56,7 +56,7 @@ def find_checkpoints(cfg: DictConfig) -> list[Path]:
         raise GanrunError(f"{key}={cfg[key]} is not a folder")
     if key == "run":
         folder = where / CHECKPOINTS
-        found = sorted(folder.glob("step_*.pt"), key=_step_of)
+        found = sorted(folder.glob(STEP_CHECKPOINTS), key=_step_of)
         if (folder / LAST).is_file():
             found.append(folder / LAST)  # dropped later if it repeats the last step file
         if not found:

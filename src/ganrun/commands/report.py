@@ -6,8 +6,9 @@ writes ``<target>/report/`` (or ``out=``):
 - ``report.md`` and ``report.csv``: one row per job with its overrides, steps, training time,
   final training values, and for each evaluated metric its value at the last scored checkpoint
   and its best value over all scored checkpoints, sorted by ``sort_by``;
-- ``losses.png``, ``d_outputs.png`` (D(x) and D(G(z))), ``metrics.png`` (evaluated metrics over
-  steps): one line per job;
+- ``losses.png`` and one figure per other panel the runs' families put statistics in (the GANs':
+  ``d_outputs.png``, D(x) and D(G(z))), ``metrics.png`` (evaluated metrics over steps): one line
+  per job;
 - ``samples.png``: the latest sample grid of every job side by side.
 """
 
@@ -26,16 +27,14 @@ from omegaconf import DictConfig
 from ganrun.errors import GanrunError
 from ganrun.metrics import HIGHER, direction
 from ganrun.models import all_families
+from ganrun.models.family import Statistic
 from ganrun.runs.files import metrics_columns, natural_key
-from ganrun.runs.layout import CONFIG_FILE, METRICS_FILE, SAMPLES
+from ganrun.runs.layout import CONFIG_FILE, METRICS_FILE, SAMPLE_GRIDS, SAMPLES
 from ganrun.runs.results import EVAL_CSV, META_COLUMNS, read_csv
 
 REPORT_DIR = "report"
 NOT_PLOTTED = ("step", "sec_per_step")
-PANELS = {  # figure name -> title, for the panels families assign their statistics to
-    "losses": "losses",
-    "d_outputs": "D(x) (d_real) and D(G(z)) (d_fake)",
-}
+LOSSES = "losses"  # the panel of every training value its family puts in no other
 
 
 def higher_is_better(column: str) -> bool:
@@ -44,13 +43,25 @@ def higher_is_better(column: str) -> bool:
     return direction(column.removeprefix("best_")) == HIGHER
 
 
-def panel_of(statistic: str) -> str:
-    """The report figure a training statistic belongs to, as its family declares it."""
+def _declared(name: str) -> Statistic | None:
     for family in all_families():
         for stat in family.statistics:
-            if stat.name == statistic:
-                return stat.panel
-    return "losses"
+            if stat.name == name:
+                return stat
+    return None
+
+
+def panel_of(column: str) -> str:
+    """The report figure a metrics.csv column belongs to, as its family declares it."""
+    stat = _declared(column)
+    return stat.panel if stat is not None else LOSSES
+
+
+def panel_title(panel: str, columns: list[str]) -> str:
+    if panel == LOSSES:
+        return LOSSES
+    meanings = [(_declared(c), c) for c in columns]
+    return "; ".join(f"{s.meaning} ({c})" if s else c for s, c in meanings)
 
 
 @dataclass
@@ -313,7 +324,7 @@ def _eval_series(job: Job, metric: str) -> list[tuple[int, float]]:
 
 
 def latest_sample(job: Job) -> Path | None:
-    grids = sorted((job.path / SAMPLES).glob("step_*.png"), key=lambda p: natural_key(p.name))
+    grids = sorted((job.path / SAMPLES).glob(SAMPLE_GRIDS), key=lambda p: natural_key(p.name))
     return grids[-1] if grids else None
 
 
@@ -351,7 +362,7 @@ def plots(out: Path, jobs: list[Job]) -> list[Path]:
     columns: list[str] = []
     for job in jobs:
         columns.extend(c for c in job.history if c not in columns)
-    panels: dict[str, list[str]] = {name: [] for name in PANELS}
+    panels: dict[str, list[str]] = {LOSSES: []}
     for column in columns:
         if column not in NOT_PLOTTED:
             panels.setdefault(panel_of(column), []).append(column)
@@ -366,7 +377,7 @@ def plots(out: Path, jobs: list[Job]) -> list[Path]:
             shown,
             _history_series,
             "step",
-            PANELS.get(name, name),
+            panel_title(name, shown),
         )
         for name, shown in panels.items()
     ]

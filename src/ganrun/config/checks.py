@@ -8,18 +8,13 @@ a :class:`GanrunError` naming the key and a fix.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ganrun.data import BINARIZE, POINT_DATASETS, loader_for
-from ganrun.errors import GanrunError
+from ganrun.errors import require
 from ganrun.models import family_of
 from ganrun.models.losses import LOSSES
 from ganrun.models.optim import OPTIMIZERS
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise GanrunError(message)
 
 
 def check_train_config(cfg: DictConfig) -> None:
@@ -34,36 +29,43 @@ def check_train_config(cfg: DictConfig) -> None:
         "log_every",
         "num_samples",
     ):
-        _require(t[key] >= 1, f"train.{key}={t[key]} must be at least 1")
+        require(t[key] >= 1, f"train.{key}={t[key]} must be at least 1")
     family = family_of(cfg.model.name)
-    _require(
+    schema = OmegaConf.get_type(cfg.model)
+    require(
+        schema is family.schema,
+        f"model.name={cfg.model.name} belongs to the {family.name} family, but the config was "
+        f"composed with the {getattr(schema, '__name__', 'untyped')} schema; choose the model with "
+        f"model={cfg.model.name} rather than by setting model.name",
+    )
+    require(
         not t.simultaneous or (t.d_steps == 1 and family.simultaneous),
         f"train.simultaneous=true updates one D step together with each G step: it needs "
         f"train.d_steps=1 (got {t.d_steps}) and a GAN (got model={cfg.model.name})",
     )
-    _require(cfg.seed >= 0, f"seed={cfg.seed} must be a non-negative integer")
+    require(cfg.seed >= 0, f"seed={cfg.seed} must be a non-negative integer")
     for group, name, registry, noun in (
         ("loss", cfg.loss.name, LOSSES, "loss"),
         ("optim", cfg.optim.name, OPTIMIZERS, "optimizer"),
     ):
-        _require(
+        require(
             name in registry,
             f"unknown {noun} {name!r}; choose {group}= one of: {', '.join(registry)}",
         )
     check_optim_config(cfg.optim)
-    _require(
+    require(
         0.0 <= cfg.model.ema_decay < 1.0, f"model.ema_decay={cfg.model.ema_decay} must be in [0, 1)"
     )
     family.check(cfg)
     check_data_config(cfg.data)
 
     e = cfg.eval
-    _require(e.every >= 0, f"eval.every={e.every} must be 0 (off) or a number of steps")
-    _require(
+    require(e.every >= 0, f"eval.every={e.every} must be 0 (off) or a number of steps")
+    require(
         e.best_mode in ("auto", "min", "max"),
         f"eval.best_mode={e.best_mode!r} must be auto (the metric's direction), min or max",
     )
-    _require(
+    require(
         not (e.every and not e.metrics),
         f"eval.every={e.every} with eval={e.name}, which has no metrics; choose a preset "
         "such as eval=fast",
@@ -71,21 +73,21 @@ def check_train_config(cfg: DictConfig) -> None:
 
 
 def check_optim_config(o: DictConfig) -> None:
-    _require(o.lr > 0, f"optim.lr={o.lr} must be positive")
-    _require(
+    require(o.lr > 0, f"optim.lr={o.lr} must be positive")
+    require(
         len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas),
         f"optim.betas={list(o.betas)} must be two numbers in [0, 1)",
     )
-    _require(o.momentum >= 0, f"optim.momentum={o.momentum} must be non-negative")
-    _require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be non-negative")
-    _require(o.d_lr_scale > 0, f"optim.d_lr_scale={o.d_lr_scale} must be positive")
-    _require(o.lr_decay > 0, f"optim.lr_decay={o.lr_decay} must be positive (1 = constant lr)")
-    _require(o.min_lr >= 0, f"optim.min_lr={o.min_lr} must be non-negative")
-    _require(
+    require(o.momentum >= 0, f"optim.momentum={o.momentum} must be non-negative")
+    require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be non-negative")
+    require(o.d_lr_scale > 0, f"optim.d_lr_scale={o.d_lr_scale} must be positive")
+    require(o.lr_decay > 0, f"optim.lr_decay={o.lr_decay} must be positive (1 = constant lr)")
+    require(o.min_lr >= 0, f"optim.min_lr={o.min_lr} must be non-negative")
+    require(
         o.momentum_ramp_steps >= 0,
         f"optim.momentum_ramp_steps={o.momentum_ramp_steps} must be non-negative (0 = off)",
     )
-    _require(
+    require(
         o.momentum_ramp_steps == 0 or (o.name in ("sgd", "rmsprop") and o.final_momentum >= 0),
         f"optim.momentum_ramp_steps needs optim=sgd or optim=rmsprop and a non-negative "
         f"optim.final_momentum (got optim={o.name}, final_momentum={o.final_momentum})",
@@ -95,23 +97,23 @@ def check_optim_config(o: DictConfig) -> None:
 def check_data_config(d: DictConfig) -> None:
     """The ``data`` group's ranges; what needs the files (splits, sizes) is checked on loading."""
     loader_for(d.name)
-    _require(d.valid_size >= 0, f"data.valid_size={d.valid_size} must be non-negative")
-    _require(0 <= d.fold <= 4, f"data.fold={d.fold} does not exist; choose a fold in 0..4")
-    _require(d.num_workers >= 0, f"data.num_workers={d.num_workers} must be non-negative")
-    _require(
+    require(d.valid_size >= 0, f"data.valid_size={d.valid_size} must be non-negative")
+    require(0 <= d.fold <= 4, f"data.fold={d.fold} does not exist; choose a fold in 0..4")
+    require(d.num_workers >= 0, f"data.num_workers={d.num_workers} must be non-negative")
+    require(
         d.binarize in BINARIZE,
         f"data.binarize={d.binarize!r} is not one of: {', '.join(BINARIZE)}",
     )
     if d.binarize != "none":
-        _require(
+        require(
             d.name not in (*POINT_DATASETS, "folder"),
             f"data.binarize={d.binarize} applies to image data sets held in memory, not "
             f"data={d.name}; leave data.binarize=none",
         )
     if d.name in POINT_DATASETS:
-        _require(d.num_points >= 1, f"data.num_points={d.num_points} must be at least 1")
-        _require(d.std > 0, f"data.std={d.std} must be positive")
-        _require(d.scale > 0, f"data.scale={d.scale} must be positive")
+        require(d.num_points >= 1, f"data.num_points={d.num_points} must be at least 1")
+        require(d.std > 0, f"data.std={d.std} must be positive")
+        require(d.scale > 0, f"data.scale={d.scale} must be positive")
         return
-    _require(d.resolution >= 1, f"data.resolution={d.resolution} must be at least 1")
-    _require(d.channels in (1, 3), f"data.channels={d.channels} must be 1 or 3")
+    require(d.resolution >= 1, f"data.resolution={d.resolution} must be at least 1")
+    require(d.channels in (1, 3), f"data.channels={d.channels} must be 1 or 3")

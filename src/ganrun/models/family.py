@@ -138,7 +138,8 @@ class Model(ABC):
         lr_scale: float = 1.0,
     ) -> torch.optim.Optimizer:
         """An ``optim=`` optimizer over ``params`` at ``optim.lr * lr_scale``, kept by ``name``
-        (the key its state has in checkpoints)."""
+        (the key its state has in checkpoints). Steps look it up there each time: holding it
+        elsewhere would keep its state alive after :meth:`release_training_state`."""
         opt = build_optimizer(optim, params, fused=fused, lr_scale=lr_scale)
         self.optimizers[name] = opt
         self.lr_scales[name] = lr_scale
@@ -175,8 +176,11 @@ class Model(ABC):
             raise GanrunError(f"this model keeps no extra state, but the checkpoint has {state}")
 
     def release_training_state(self) -> None:
-        """Drop what only training needs (optimizer states), before scoring at the end."""
+        """Drop what only training needs (optimizer states, gradients), before scoring at the
+        end."""
         self.optimizers.clear()
+        for net in self.networks.values():
+            net.zero_grad(set_to_none=True)
 
     # ----------------------------------------------------------------------------- using it
     def network(self, name: str) -> nn.Module:

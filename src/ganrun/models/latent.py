@@ -9,6 +9,7 @@ plot over the data for 2-D points) during training.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 from ganrun.errors import GanrunError
 from ganrun.images import Figure, Grid, Scatter, default_nrow
 from ganrun.models.family import Drawn, Model
+from ganrun.runs.layout import figure_name
 
 if TYPE_CHECKING:
     from ganrun.data import Data
@@ -92,32 +94,38 @@ class LatentModel(Model):
         return sample_noise(self.cfg, n, generator.device, generator)
 
     @torch.no_grad()
-    def draw(self, z: torch.Tensor, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
-        """The samples of given latent codes (and labels), ``batch_size`` at a time, on the CPU."""
-        net = self.network(self.sampler)
-        out = []
-        for start in range(0, z.shape[0], batch_size):
-            zb = z[start : start + batch_size].to(self.device)
-            yb = None if labels is None else labels[start : start + batch_size].to(self.device)
-            out.append(net(zb, yb).float().cpu())
+    def _forward(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+        """The sampling network on each (codes, labels) batch, gathered on the CPU: the one
+        batched generation loop."""
+        net, device = self.network(self.sampler), self.device
+        out = [
+            net(z.to(device), None if y is None else y.to(device)).float().cpu() for z, y in batches
+        ]
         return torch.cat(out)
 
-    @torch.no_grad()
+    def draw(self, z: torch.Tensor, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """The samples of given latent codes (and labels), ``batch_size`` at a time."""
+        return self._forward(
+            (z[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
+            for i in range(0, z.shape[0], batch_size)
+        )
+
     def generate(self, n: int, seed: int, batch_size: int) -> torch.Tensor:
         # Each batch draws its codes, then its labels, from one seeded generator on the model's
         # device: the order every recorded score was computed with.
         device = self.device
         gen = torch.Generator(device=device).manual_seed(seed)
-        net = self.network(self.sampler)
-        out = []
-        for start in range(0, n, batch_size):
-            m = min(batch_size, n - start)
-            z = sample_noise(self.cfg, m, device, gen)
-            y = None
-            if self.num_classes:
-                y = torch.randint(0, self.num_classes, (m,), device=device, generator=gen)
-            out.append(net(z, y).float().cpu())
-        return torch.cat(out)
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+            for start in range(0, n, batch_size):
+                m = min(batch_size, n - start)
+                z = sample_noise(self.cfg, m, device, gen)
+                y = None
+                if self.num_classes:
+                    y = torch.randint(0, self.num_classes, (m,), device=device, generator=gen)
+                yield z, y
+
+        return self._forward(batches())
 
     def _drawn(self, n: int, interpolate: bool, steps: int, seed: int, batch_size: int) -> Drawn:
         gen = torch.Generator().manual_seed(seed)
@@ -168,7 +176,7 @@ class LatentModel(Model):
         net.eval()
         try:
             out = net(z, labels)
-            name = f"step_{step:06d}"
+            name = figure_name(step)
             if self.info.kind == "points":
                 real = data.train.images[:POINTS_PLOTTED]
                 centers = self.info.extra.get("centers")

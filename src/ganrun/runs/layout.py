@@ -36,6 +36,18 @@ def step_checkpoint(step: int) -> str:
     return f"step_{step:06d}.pt"
 
 
+STEP_CHECKPOINTS = "step_*.pt"  # every checkpoint kept at a step
+
+
+def figure_name(step: int, what: str = "") -> str:
+    """The file name (without .png) of a figure of ``step`` in samples/: the sample grid, or
+    ``what`` else the model shows (``recon``: ``recon_step_000100``)."""
+    return f"{what}_step_{step:06d}" if what else f"step_{step:06d}"
+
+
+SAMPLE_GRIDS = "step_*.png"  # the sample grids in samples/, one per step shown
+
+
 def last_checkpoint(run_dir: Path) -> Path:
     return run_dir / CHECKPOINTS / LAST
 

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from ganrun.data.base import DataInfo
-from ganrun.errors import GanrunError
+from ganrun.errors import GanrunError, require
 from ganrun.models.family import Family, ModelConfig, Statistic, output_range
 from ganrun.models.latent import LatentModel
 from ganrun.models.losses import LOSSES, d_of, gradient_penalty
@@ -54,11 +54,6 @@ CONV_ARCHS = {"conv": dcgan.build, "infogan": infogan.build}
 MLP_MODEL = "gan"
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise GanrunError(message)
-
-
 class GanModel(LatentModel):
     averaged = ("generator",)
 
@@ -77,13 +72,9 @@ class GanModel(LatentModel):
         self.simultaneous = cfg.train.simultaneous
         self.gp_weight, self.clip = self.cfg.gp_weight, self.cfg.clip_value
         self.critic = self.cfg.critic
-        self.opt_g = self.add_optimizer("generator", self.G.parameters(), cfg.optim, fused)
-        self.opt_d = self.add_optimizer(
-            "discriminator",
-            self.D.parameters(),
-            cfg.optim,
-            fused,
-            lr_scale=cfg.optim.d_lr_scale,
+        self.add_optimizer("generator", self.G.parameters(), cfg.optim, fused)
+        self.add_optimizer(
+            "discriminator", self.D.parameters(), cfg.optim, fused, lr_scale=cfg.optim.d_lr_scale
         )
 
     @property
@@ -99,6 +90,7 @@ class GanModel(LatentModel):
     def alternating_step(self, batches: Any, noise: torch.Generator) -> dict[str, torch.Tensor]:
         """``train.d_steps`` discriminator steps, then one generator step (Algorithm 1, 2014)."""
         G, D, loss = self.G, self.D, self.loss
+        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
         n, k, gp, clip = self.batch_size, self.d_steps, self.gp_weight, self.clip
 
         # (1) D/critic: k steps on real batches against fakes it cannot backpropagate into.
@@ -112,9 +104,9 @@ class GanModel(LatentModel):
             loss_d = loss.d(d_real, d_fake)
             if gp > 0:
                 loss_d = loss_d + gp * gradient_penalty(D, real, fake, labels)
-            self.opt_d.zero_grad(set_to_none=True)
+            opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            self.opt_d.step()
+            opt_d.step()
             if clip > 0:  # WGAN's Lipschitz constraint by weight clipping
                 with torch.no_grad():
                     params = list(D.parameters())
@@ -124,9 +116,9 @@ class GanModel(LatentModel):
         # (2) G: one step through the updated, frozen D (its weights need no gradients here).
         D.requires_grad_(False)
         loss_g = loss.g(D(fake, labels))
-        self.opt_g.zero_grad(set_to_none=True)
+        opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        self.opt_g.step()
+        opt_g.step()
         self.update_averages()
 
         return self._stats(loss_d, loss_g, d_real, d_fake)
@@ -135,20 +127,21 @@ class GanModel(LatentModel):
         """G and D step together (``train.simultaneous=true``), as the 2014 released code did: one
         forward pass, so G's objective sees D's pre-update weights and the same dropout masks."""
         G, D, loss, n = self.G, self.D, self.loss, self.batch_size
+        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
 
         D.requires_grad_(True)
         real, labels = batches.batch(n)
         fake = G(self.noise(n, noise), labels)
         d_real, d_fake = D(real, labels), D(fake, labels)
         loss_d, loss_g = loss.d(d_real, d_fake), loss.g(d_fake)
-        self.opt_d.zero_grad(set_to_none=True)
-        self.opt_g.zero_grad(set_to_none=True)
+        opt_d.zero_grad(set_to_none=True)
+        opt_g.zero_grad(set_to_none=True)
         # Each loss differentiates only its own player's weights: D's loss must not move G.
         loss_d.backward(inputs=list(D.parameters()), retain_graph=True)
         loss_g.backward(inputs=list(G.parameters()))
         self.sync_gradients(G, D)  # across torchrun ranks (DDP cannot follow two partial passes)
-        self.opt_d.step()
-        self.opt_g.step()
+        opt_d.step()
+        opt_g.step()
         self.update_averages()
 
         return self._stats(loss_d, loss_g, d_real, d_fake)
@@ -192,47 +185,47 @@ class GAN(Family):
 
     def check(self, cfg: DictConfig) -> None:
         m, t = cfg.model, cfg.train
-        _require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
-        _require(m.width >= 1, f"model.width={m.width} must be at least 1")
-        _require(
+        require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
+        require(m.width >= 1, f"model.width={m.width} must be at least 1")
+        require(
             m.noise in ("normal", "uniform"), f"model.noise={m.noise!r} must be normal or uniform"
         )
-        _require(m.noise_scale > 0, f"model.noise_scale={m.noise_scale} must be positive")
-        _require(
+        require(m.noise_scale > 0, f"model.noise_scale={m.noise_scale} must be positive")
+        require(
             len(m.init_range) == 2 and all(r > 0 for r in m.init_range),
             f"model.init_range={list(m.init_range)} must be two positive numbers (G, D)",
         )
-        _require(
+        require(
             m.output in ("tanh", "sigmoid"), f"model.output={m.output!r} must be tanh or sigmoid"
         )
-        _require(
+        require(
             m.output_bias in ("zero", "data_mean"),
             f"model.output_bias={m.output_bias!r} must be zero or data_mean",
         )
-        _require(
+        require(
             m.output_bias == "zero" or m.name == MLP_MODEL,
             f"model.output_bias=data_mean is a model={MLP_MODEL} option; model={m.name} has no "
             "per-pixel output bias, use model.output_bias=zero",
         )
-        _require(
+        require(
             not (LOSSES[cfg.loss.name].needs_critic and not m.critic),
             f"loss={cfg.loss.name} needs a critic with an unbounded output, but model="
             f"{m.name} has a sigmoid discriminator; use model=wgan or model=wgan_gp",
         )
-        _require(
+        require(
             not (m.gp_weight > 0 and not m.critic),
             f"model.gp_weight={m.gp_weight} needs a critic (model.critic=true), but model="
             f"{m.name} has a sigmoid discriminator",
         )
-        _require(m.clip_value >= 0, f"model.clip_value={m.clip_value} must be 0 (off) or positive")
-        _require(m.gp_weight >= 0, f"model.gp_weight={m.gp_weight} must be 0 (off) or positive")
-        _require(m.maxout_pieces >= 1, f"model.maxout_pieces={m.maxout_pieces} must be at least 1")
+        require(m.clip_value >= 0, f"model.clip_value={m.clip_value} must be 0 (off) or positive")
+        require(m.gp_weight >= 0, f"model.gp_weight={m.gp_weight} must be 0 (off) or positive")
+        require(m.maxout_pieces >= 1, f"model.maxout_pieces={m.maxout_pieces} must be at least 1")
         for key in ("dropout_input", "dropout_hidden"):
-            _require(0.0 <= m[key] < 1.0, f"model.{key}={m[key]} is a drop probability in [0, 1)")
+            require(0.0 <= m[key] < 1.0, f"model.{key}={m[key]} is a drop probability in [0, 1)")
         for key in ("g_hidden", "d_hidden"):
-            _require(all(h >= 1 for h in m[key]), f"model.{key}={list(m[key])} sizes must be >= 1")
+            require(all(h >= 1 for h in m[key]), f"model.{key}={list(m[key])} sizes must be >= 1")
         self._check_arch(m)
-        _require(
+        require(
             not t.simultaneous or (m.gp_weight == 0 and m.clip_value == 0),
             "train.simultaneous=true has no gradient penalty or weight clipping; use it with "
             "model.gp_weight=0 and model.clip_value=0",

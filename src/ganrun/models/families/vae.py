@@ -23,11 +23,12 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ganrun.data.base import DataInfo
-from ganrun.errors import GanrunError
+from ganrun.errors import GanrunError, require
 from ganrun.images import Figure, Grid
 from ganrun.models.family import Family, ModelConfig, Statistic, output_range
 from ganrun.models.latent import LatentModel
 from ganrun.models.nets import dcgan, infogan
+from ganrun.runs.layout import figure_name
 
 if TYPE_CHECKING:
     from ganrun.data import Data
@@ -179,18 +180,18 @@ class VaeModel(LatentModel):
     def configure_training(self, cfg: DictConfig, fused: bool) -> None:
         super().configure_training(cfg, fused)
         self.batch_size = cfg.train.batch_size
-        self.opt = self.add_optimizer("vae", self.networks["vae"].parameters(), cfg.optim, fused)
+        self.add_optimizer("vae", self.networks["vae"].parameters(), cfg.optim, fused)
 
     def training_step(self, batches: Any, noise: torch.Generator) -> dict[str, torch.Tensor]:
         """One step on the negative ELBO, averaged over the batch (nats per example)."""
-        vae = self.networks["vae"]
+        vae, opt = self.networks["vae"], self.optimizers["vae"]
         x, _ = batches.batch(self.batch_size)
         recon, kl = vae.elbo_terms(x)
         loss = (kl - recon).mean()
-        self.opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         self.sync_gradients(vae)  # across torchrun ranks (DDP only follows forward)
-        self.opt.step()
+        opt.step()
         self.update_averages()
         return {"loss": loss.detach(), "recon": -recon.detach().mean(), "kl": kl.detach().mean()}
 
@@ -201,7 +202,7 @@ class VaeModel(LatentModel):
         x = split.scaled(split.images[:RECONSTRUCTED])
         mu, _ = net.encode(x)
         both = torch.cat([x, net(mu)])
-        return [Grid(f"recon_step_{step:06d}", both, self.info.value_range, nrow=8)]
+        return [Grid(figure_name(step, "recon"), both, self.info.value_range, nrow=8)]
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
         """The evidence lower bound per example (nats), one sample of z."""
@@ -210,11 +211,6 @@ class VaeModel(LatentModel):
     def importance_log_likelihood(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """The importance-weighted bound per example (nats) with ``k`` samples."""
         return self.network("vae").importance_log_likelihood(x, k)
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise GanrunError(message)
 
 
 class VAEFamily(Family):
@@ -235,31 +231,31 @@ class VAEFamily(Family):
 
     def check(self, cfg: DictConfig) -> None:
         m = cfg.model
-        _require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
-        _require(m.width >= 1, f"model.width={m.width} must be at least 1")
-        _require(
+        require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
+        require(m.width >= 1, f"model.width={m.width} must be at least 1")
+        require(
             all(h >= 1 for h in m.g_hidden), f"model.g_hidden={list(m.g_hidden)} sizes must be >= 1"
         )
-        _require(
+        require(
             m.noise == "normal",
             f"model=vae samples z from its N(0, I) prior, so model.noise={m.noise} does not "
             "apply; use model.noise=normal",
         )
-        _require(
+        require(
             m.noise_scale == 1.0,
             f"model=vae samples z from its N(0, I) prior, so model.noise_scale={m.noise_scale} "
             "does not apply; use model.noise_scale=1",
         )
-        _require(
+        require(
             m.likelihood in ("bernoulli", "gaussian"),
             f"model.likelihood={m.likelihood!r} must be bernoulli or gaussian",
         )
         # Both likelihoods model pixels in [0, 1], which is how a sigmoid output scales the data.
-        _require(
+        require(
             m.output == "sigmoid",
             f"model=vae needs model.output=sigmoid (pixels in [0, 1]), not {m.output}",
         )
-        _require(
+        require(
             not m.conditional,
             "model=vae has no conditional variant; use model.conditional=false or a GAN model",
         )
