@@ -13,7 +13,6 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
 from ganrun.errors import GanrunError
 from ganrun.images import Figure, Grid, Scatter, default_nrow
@@ -83,6 +82,8 @@ class LatentModel(Model):
     #: The network that maps latent codes (and labels) to samples.
     sampler: ClassVar[str] = "generator"
     provides = frozenset({"samples"})
+    # The noise and labels every training grid shows, made on first use.
+    _fixed: tuple[torch.Tensor, torch.Tensor | None, int | None] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -146,10 +147,6 @@ class LatentModel(Model):
         return self._drawn(n, True, steps, seed, batch_size)
 
     # --------------------------------------------------------------------- training figures
-    def configure_training(self, cfg: DictConfig, fused: bool) -> None:
-        super().configure_training(cfg, fused)
-        self._fixed: tuple[torch.Tensor, torch.Tensor | None, int | None] | None = None
-
     def _fixed_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
         """One noise batch (and labels, one class per row) that every grid of a run shows, so
         the grids show the same z over the whole run; from a generator of its own."""
