@@ -1,3 +1,4 @@
 """Training: setup from a validated config, the loop, its logs, signals, DDP and speed settings.
 
-Nothing outside ganrun.commands.train imports this package: sampling and scoring never load it."""
+Within ganrun only ganrun.commands.train imports this package: sampling and scoring never load
+it."""
