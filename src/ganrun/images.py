@@ -14,6 +14,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -132,10 +133,15 @@ def plot_points(
         if title:
             ax.set_title(title)
         fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
+        return save_plot(fig, path)
     finally:
         plt.close(fig)
+
+
+def save_plot(fig: Any, path: str | Path, **savefig: Any) -> Path:
+    """A matplotlib figure as a PNG file, written whole or not at all."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig)
     return atomic_write(path, buffer.getvalue())
 
 

@@ -25,10 +25,11 @@ import yaml
 from omegaconf import DictConfig
 
 from ganrun.errors import GanrunError
+from ganrun.images import save_plot
 from ganrun.metrics import HIGHER, direction
 from ganrun.models import all_families
 from ganrun.models.family import Statistic
-from ganrun.runs.files import metrics_columns, natural_key
+from ganrun.runs.files import atomic_write, metrics_columns, natural_key
 from ganrun.runs.layout import CONFIG_FILE, METRICS_FILE, SAMPLE_GRIDS, SAMPLES
 from ganrun.runs.results import EVAL_CSV, META_COLUMNS, read_csv
 
@@ -309,7 +310,7 @@ def _line_plot(
     )
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(names) / 4), 1, 1))
-    fig.savefig(path, dpi=100)
+    save_plot(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -349,7 +350,7 @@ def samples_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path 
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_plot(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -424,8 +425,8 @@ def run(cfg: DictConfig) -> Path:
             "scored checkpoints; `time_s` is the summed time of the training steps."
         )
     text = markdown(columns, rows, f"ganrun report: {target}", notes)
-    (out / "report.md").write_text(text)
-    (out / "report.csv").write_text(csv_text(columns, rows))
+    atomic_write(out / "report.md", text)
+    atomic_write(out / "report.csv", csv_text(columns, rows))
     written = [out / "report.md", out / "report.csv"]
     if cfg.plots:
         written += plots(out, jobs)
