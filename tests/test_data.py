@@ -695,7 +695,13 @@ def test_folder_errors(tmp_path):
 @pytest.mark.parametrize("workers", [0, 1])
 def test_folder_bad_image_mid_stream_is_one_line(tmp_path, workers):
     make_folder(tmp_path, flat=6, size=(8, 8))
-    (tmp_path / "zz_broken.png").write_bytes(b"not an image")  # sorted last: passes the probe
+    # A whole header, pixels cut short: only decoding finds it (headers are checked on loading).
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "whole.png").unlink()
+    (tmp_path / "zz_broken.png").write_bytes(data[: len(data) // 2])
     cfg = data_config("folder", tmp_path, resolution=8, num_workers=workers)
     split = build_data(cfg, (-1.0, 1.0), CPU).train
     with pytest.raises(GanrunError) as info:

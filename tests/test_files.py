@@ -15,7 +15,13 @@ from PIL import Image
 
 from ganrun.errors import GanrunError
 from ganrun.images import Grid, Scatter, gray_to_rgb, grid_image, save_grid, to_uint8
-from ganrun.runs.files import atomic_write, metrics_columns, natural_key, read_metrics_csv
+from ganrun.runs.files import (
+    MetricsTable,
+    atomic_write,
+    natural_key,
+    read_metrics_csv,
+    set_aside,
+)
 
 
 def test_atomic_write_text_bytes_and_writer(tmp_path):
@@ -65,16 +71,27 @@ def test_natural_key():
     ]
 
 
-def test_metrics_csv_reading(tmp_path):
+def test_metrics_csv_reading_trusts_only_whole_rows(tmp_path):
     path = tmp_path / "metrics.csv"
-    assert read_metrics_csv(path) == ([], [])
-    path.write_text("step,loss,sec_per_step\n1,0.5,0.1\n2,nan,0.1\n3,0.2")  # a row cut short
-    header, rows = read_metrics_csv(path)
-    assert header == ["step", "loss", "sec_per_step"] and len(rows) == 2
-    columns = metrics_columns(path)
+    assert read_metrics_csv(path) == MetricsTable()
+    # a row of another width, a step that is no number, and a last line still being written
+    # ("0.1" could be the start of "0.1234"): left out and counted, never read as numbers
+    path.write_text("step,loss,sec_per_step\n1,0.5,0.1\n2,nan,0.1\n3,0.2\nx,1,1\n4,0.3,0.1")
+    table = read_metrics_csv(path)
+    assert table.header == ["step", "loss", "sec_per_step"] and table.damaged == 3
+    columns = table.columns()
     assert columns["step"] == [1.0, 2.0] and math.isnan(columns["loss"][1])
     path.write_text("step,loss\n1,oops\n")
-    assert math.isnan(metrics_columns(path)["loss"][0])
+    assert math.isnan(read_metrics_csv(path).columns()["loss"][0])
+
+
+def test_set_aside_keeps_a_copy(tmp_path, caplog):
+    path = tmp_path / "eval.csv"
+    path.write_text("damaged")
+    with caplog.at_level("WARNING", logger="ganrun"):
+        aside = set_aside(path, "does not parse")
+    assert aside.read_text() == "damaged" and aside.name == "eval.csv.damaged"
+    assert "does not parse; a copy is kept as" in caplog.text
 
 
 def test_uint8_conversion_of_gray_and_rgb() -> None:

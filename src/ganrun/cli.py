@@ -81,6 +81,24 @@ def _hydra_flag_error(exc: BaseException) -> bool:
     )
 
 
+def _run_folder_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the file system refusing a folder Hydra's own code was making (the
+    run or sweep folder): an OSError about a path, raised on Hydra's way, not a missing config
+    (Hydra's is an OSError too) nor a closed pipe."""
+    from hydra.errors import HydraException
+
+    if not isinstance(exc, OSError) or isinstance(exc, BrokenPipeError | HydraException):
+        return False
+    if not exc.filename:
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if "hydra" in Path(tb.tb_frame.f_code.co_filename).parts:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _flag_error(args: list[str]) -> str | None:
     """What is wrong with the flags in ``args``, checked with Hydra's own parser before Hydra
     runs: for a bad flag it would print its whole usage text instead of one line."""
@@ -193,6 +211,12 @@ def _main(args: list[str]) -> int:
 
         if not debug and type(exc).__module__.startswith("submitit"):
             return _fail(_job_failure(exc), 1)
+        if not debug and _run_folder_error(exc):
+            # Hydra makes the run (or sweep) folder before ganrun sees the config.
+            return _fail(
+                f"cannot create {exc.filename} ({exc.strerror or exc}); choose another "  # type: ignore[attr-defined]
+                "hydra.run.dir (hydra.sweep.dir with -m)"
+            )
         user_errors = (HydraException, OmegaConfBaseException, yaml.YAMLError)
         if debug or not (isinstance(exc, user_errors) or _hydra_flag_error(exc)):
             raise

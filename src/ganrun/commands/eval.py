@@ -23,11 +23,12 @@ from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
 from ganrun.metrics.scoring import announce, check_eval_config, plan, score, summary
 from ganrun.runs.checkpoint import Snapshot, restore
-from ganrun.runs.files import natural_key
+from ganrun.runs.files import check_writable, natural_key
 from ganrun.runs.layout import BEST, CHECKPOINTS, LAST, STEP_CHECKPOINTS, run_dir_of
 from ganrun.runs.results import EVAL_CSV, write_record
 
 PICKS = {"last": LAST, "best": BEST}
+RESULTS_FIX = "scores are written into the run folder: make it writable, or score a copy of it"
 
 
 def _step_of(path: Path) -> int:
@@ -92,6 +93,7 @@ def _check_all(
         if key not in seen:
             seen.add(key)
             plan(snapshot, eval_cfg, device)
+            check_writable(key[0], RESULTS_FIX)
             todo.append(path)
     return todo
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,11 @@ from ganrun.images import save_plot
 from ganrun.metrics import HIGHER, direction
 from ganrun.models import all_families
 from ganrun.models.family import Statistic
-from ganrun.runs.files import atomic_write, metrics_columns, natural_key
+from ganrun.runs.files import atomic_write, check_writable, natural_key, read_metrics_csv
 from ganrun.runs.layout import CONFIG_FILE, METRICS_FILE, SAMPLE_GRIDS, SAMPLES
 from ganrun.runs.results import EVAL_CSV, META_COLUMNS, read_csv
+
+log = logging.getLogger("ganrun")
 
 REPORT_DIR = "report"
 NOT_PLOTTED = ("step", "sec_per_step")
@@ -83,23 +86,36 @@ class Job:
 
 
 # ---------------------------------------------------------------------------------- reading
-def _read_overrides(run_dir: Path) -> list[str]:
-    path = run_dir / ".hydra" / "overrides.yaml"
+def _read_yaml(path: Path, kind: type, what: str) -> Any:
+    """A run's YAML file, or None where it is missing or damaged (then with a warning that says
+    what the report goes without)."""
     if not path.is_file():
-        return []
+        return None
     try:
         loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        return []
-    return [str(o) for o in loaded] if isinstance(loaded, list) else []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        loaded = None
+    if not isinstance(loaded, kind):
+        log.warning("%s does not parse; the report goes without %s", path, what)
+        return None
+    return loaded
+
+
+def _read_overrides(run_dir: Path) -> list[str]:
+    loaded = _read_yaml(run_dir / ".hydra" / "overrides.yaml", list, "the run's overrides")
+    return [str(o) for o in loaded or []]
 
 
 def _read_objective(run_dir: Path) -> str | None:
-    try:
-        loaded = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return loaded.get("objective") if isinstance(loaded, dict) else None
+    loaded = _read_yaml(run_dir / CONFIG_FILE, dict, "the run's objective")
+    return None if loaded is None else loaded.get("objective")
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    table = read_metrics_csv(path)
+    if table.damaged:
+        log.warning("%s: %d damaged row(s) left out of the report", path, table.damaged)
+    return table.columns()
 
 
 def find_runs(cfg: DictConfig) -> tuple[Path, list[Path]]:
@@ -132,7 +148,7 @@ def load_job(target: Path, run_dir: Path) -> Job:
         name,
         run_dir,
         _read_overrides(run_dir),
-        metrics_columns(run_dir / METRICS_FILE),
+        _read_history(run_dir / METRICS_FILE),
         read_csv(run_dir / EVAL_CSV),
         _read_objective(run_dir),
     )
@@ -406,10 +422,7 @@ def run(cfg: DictConfig) -> Path:
         descending = higher_is_better(key) if cfg.descending is None else cfg.descending
         rows = sort_rows(rows, key, descending)
     out = Path(cfg.out).expanduser() if cfg.out else target / REPORT_DIR
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GanrunError(f"cannot create the report folder {out} ({exc.strerror or exc})") from exc
+    check_writable(out, "choose another out=")
     shared, _ = varying(jobs)
     notes = optuna_notes(target)
     if shared:

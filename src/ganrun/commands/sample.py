@@ -20,7 +20,7 @@ from ganrun.errors import GanrunError
 from ganrun.images import save_grid, to_uint8
 from ganrun.models.family import Drawn
 from ganrun.runs.checkpoint import restore
-from ganrun.runs.files import atomic_write
+from ganrun.runs.files import atomic_write, check_writable
 from ganrun.runs.layout import GENERATED, run_dir_of
 
 FORMATS = ("png", "npz")
@@ -75,13 +75,14 @@ def run(cfg: DictConfig) -> Path:
     if device.type == "cpu":
         configure_threads()
     checkpoint = Path(cfg.checkpoint).expanduser()
+    out = Path(cfg.out).expanduser() if cfg.out else default_out(checkpoint, cfg)
+    check_writable(out.parent, "choose another out=")
     snapshot = restore(checkpoint, device, cfg.data_root)
     model, s = snapshot.model, cfg.sample
     if s.interpolate:
         drawn = model.interpolate(cfg.n, s.steps, s.seed, s.batch_size)
     else:
         drawn = model.sample(cfg.n, s.seed, s.batch_size)
-    out = Path(cfg.out).expanduser() if cfg.out else default_out(checkpoint, cfg)
     value_range = snapshot.data.info.value_range
     if s.format == "npz":
         save_npz(out, drawn, value_range)

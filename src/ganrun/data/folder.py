@@ -13,13 +13,16 @@ permutation per epoch drawn from its own generator, so resuming restores the exa
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ganrun.config.schema import DataConfig
@@ -54,16 +57,55 @@ class ImageFiles(Dataset):
         return load_image(self.files[index], self.resolution, self.mode), index
 
 
+# What PIL raises for a file that is no image, is cut short, or claims a size it refuses.
+_IMAGE_ERRORS = (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    # Opening reads the header only; a size past Image.MAX_IMAGE_PIXELS (a decompression bomb,
+    # which PIL only warns about below twice that) is refused like any unreadable file.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            yield im
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def check_headers(files: list[Path], root: Path) -> None:
+    """Refuse a folder with files that are no images or claim an absurd size, all counted in
+    one line, before anything is trained on it: only headers are read (pixels cut short show
+    when they are decoded, as a one-line error naming the file)."""
+    bad: list[tuple[Path, str]] = []
+    for path in files:
+        try:
+            with _opened(path):
+                pass
+        except _IMAGE_ERRORS as exc:
+            bad.append((path, _reason(exc)))
+    if bad:
+        first, why = bad[0]
+        more = (
+            f", nor can {len(bad) - 1} more of the {len(files)} files in {root}" if bad[1:] else ""
+        )
+        raise GanrunError(
+            f"{first} cannot be read as an image ({why}){more}; remove or replace "
+            + ("them" if more else "it")
+        )
+
+
 def load_image(path: Path, resolution: int, mode: str) -> torch.Tensor:
-    from PIL import Image
     from torchvision.transforms.v2 import functional as TF
 
     try:
-        with Image.open(path) as im:
+        with _opened(path) as im:
             im = im.convert(mode)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except _IMAGE_ERRORS as exc:
         raise GanrunError(
-            f"{path} cannot be read as an image ({exc}); remove or replace it"
+            f"{path} cannot be read as an image ({_reason(exc)}); remove or replace it"
         ) from None
     tensor = TF.pil_to_tensor(im)
     tensor = TF.resize(tensor, resolution, antialias=True)
@@ -109,6 +151,7 @@ def load_folder(cfg: DataConfig) -> RawData:
             f"data.valid_size={n_valid} leaves no training images (the folder has {len(files)}); "
             "lower data.valid_size"
         )
+    check_headers(files, root)
     # One decode now, so a folder of unreadable files fails before a run folder is written.
     load_image(files[0], cfg.resolution, "L" if cfg.channels == 1 else "RGB")
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(VALID_SEED))

@@ -51,6 +51,7 @@ class Metric:
     needs: str = "samples"  # what the model must provide (Model.provides)
     data: str | None = None  # the kind of data it scores (DataInfo.kind); None: any
     check: Callable[[EvalContext], None] | None = None  # refusals, before any work is done
+    cached: bool = False  # writes reference features or a classifier to eval.cache_dir
 
     def column_names(self, data_name: str) -> list[str]:
         return [c.name.format(data=data_name) for c in self.columns]
@@ -303,20 +304,20 @@ CNN = "{data}_cnn"  # the data-set classifier's columns carry the data set's nam
 # fmt: off
 METRICS: dict[str, Metric] = {
     "fid": Metric(lambda c: _fid(c, "inception"), _lower("fid"), data="image",
-                  check=_check_fid("inception")),
+                  check=_check_fid("inception"), cached=True),
     "kid": Metric(lambda c: _kid(c, "inception"), _mean_std("kid", LOWER), data="image",
-                  check=_check_kid),
+                  check=_check_kid, cached=True),
     "is": Metric(lambda c: _is(c, "inception"), _mean_std("is", HIGHER), data="image",
-                 check=_check_is("inception")),
+                 check=_check_is("inception"), cached=True),
     "prc": Metric(lambda c: _prc(c, "inception"),
                   (Column("precision", HIGHER), Column("recall", HIGHER)), data="image",
-                  check=_check_prc),
+                  check=_check_prc, cached=True),
     "fid_cnn": Metric(lambda c: _fid(c, "cnn"), _lower(f"fid_{CNN}"), data="image",
-                      check=_check_fid("cnn")),
+                      check=_check_fid("cnn"), cached=True),
     "kid_cnn": Metric(lambda c: _kid(c, "cnn"), _mean_std(f"kid_{CNN}", LOWER), data="image",
-                      check=_check_kid),
+                      check=_check_kid, cached=True),
     "is_cnn": Metric(lambda c: _is(c, "cnn"), _mean_std(f"is_{CNN}", HIGHER), data="image",
-                     check=_check_is("cnn")),
+                     check=_check_is("cnn"), cached=True),
     "parzen": Metric(_parzen, (Column("parzen_ll", HIGHER), Column("parzen_ll_se"),
                                Column("parzen_sigma")), check=_check_parzen),
     "elbo": Metric(_elbo, (Column("elbo", HIGHER), Column("elbo_se")), needs="elbo",

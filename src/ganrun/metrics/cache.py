@@ -3,30 +3,28 @@
 Entries live under ``eval.cache_dir`` (``$GANRUN_CACHE_DIR``, else ``~/.cache/ganrun``), one file
 per key, named by a hash of the key so that any change to what the entry depends on (data set,
 split, resolution, feature extractor, its weights, sample count, seed) lands in a new file. Files
-are written atomically and read with ``weights_only=True``; an unreadable one is recomputed.
-Concurrent processes (the jobs of a parallel sweep) that miss the same entry take turns on a lock
-file beside it, so the test set's Inception features are computed once, not once per job.
+are written atomically and read with ``weights_only=True``. An entry is trusted only when it
+parses, holds the fields its kind needs and records the very key it was computed for (entries
+written before keys were recorded are taken as they are); anything else is recomputed, with a
+warning. Concurrent processes (the jobs of a parallel sweep) that miss the same entry take turns
+on a lock file beside it, so the test set's Inception features are computed once, not per job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-try:  # POSIX; elsewhere concurrent misses each compute the entry, which is only slower
-    import fcntl
-except ImportError:  # pragma: no cover (Windows)
-    fcntl = None  # type: ignore[assignment]
 
 import torch
 
 from ganrun.errors import GanrunError
-from ganrun.runs.files import atomic_write
+from ganrun.runs.files import atomic_write, locked
+
+log = logging.getLogger("ganrun")
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
@@ -45,10 +43,14 @@ def file_sha256(path: str | Path) -> str:
     return _SHA_MEMO[memo_key]
 
 
+def key_text(key: dict[str, Any]) -> str:
+    """A key (a JSON-able dict) as the text entries record and are named by the hash of."""
+    return json.dumps(key, sort_keys=True, default=str)
+
+
 def entry_path(cache_dir: str | Path, kind: str, key: dict[str, Any]) -> Path:
-    """Where the entry for ``key`` (a JSON-able dict) of ``kind`` lives."""
-    text = json.dumps(key, sort_keys=True, default=str)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    """Where the entry for ``key`` of ``kind`` lives."""
+    digest = hashlib.sha256(key_text(key).encode()).hexdigest()[:20]
     return Path(cache_dir).expanduser() / kind / f"{digest}.pt"
 
 
@@ -63,46 +65,53 @@ def load_entry(path: Path) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def load_or_compute(
-    path: Path, compute: Callable[[], dict[str, Any]]
-) -> tuple[dict[str, Any], bool]:
-    """(payload, whether it came from the cache); a miss computes and stores it under a lock."""
+def _trusted(
+    path: Path, key: dict[str, Any] | None, required: tuple[str, ...]
+) -> dict[str, Any] | None:
     payload = load_entry(path)
+    if payload is None:
+        if path.exists():
+            log.warning("cache entry %s does not parse; it is computed again", path)
+        return None
+    recorded = payload.get("cache_key")
+    missing = [name for name in required if name not in payload]
+    if (key is not None and recorded is not None and recorded != key_text(key)) or missing:
+        log.warning("cache entry %s is not what its name promises; it is computed again", path)
+        return None
+    return payload
+
+
+def load_or_compute(
+    path: Path,
+    compute: Callable[[], dict[str, Any]],
+    key: dict[str, Any] | None = None,
+    required: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], bool]:
+    """(payload, whether it came from the cache) for the entry at ``path``, computed for
+    ``key`` and holding ``required``; a miss computes and stores it under a lock."""
+    payload = _trusted(path, key, required)
     if payload is not None:
         return payload, True
-    with _locked(path):
-        payload = load_entry(path)  # written by the process we waited for
-        if payload is not None:
-            return payload, True
-        payload = compute()
-        save_entry(path, payload)
+    try:
+        with locked(path.with_name(f".{path.name}.lock")):
+            payload = _trusted(path, key, required)  # written by the process we waited for
+            if payload is not None:
+                return payload, True
+            payload = compute()
+            if key is not None:
+                payload = {**payload, "cache_key": key_text(key)}
+            save_entry(path, payload)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
     return payload, False
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    lock = path.with_name(f".{path.name}.lock")
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, also when the process dies
-        yield
-    finally:
-        os.close(fd)
-
-
-_CACHE_FIX = "set eval.cache_dir (or $GANRUN_CACHE_DIR) to a writable folder"
+CACHE_FIX = "set eval.cache_dir (or $GANRUN_CACHE_DIR) to a writable folder"
 
 
 def _unwritable(path: Path, exc: OSError) -> GanrunError:
     return GanrunError(
-        f"cannot write to the evaluation cache {path.parent} ({exc.strerror or exc}); {_CACHE_FIX}"
+        f"cannot write to the evaluation cache {path.parent} ({exc.strerror or exc}); {CACHE_FIX}"
     )
 
 
@@ -112,5 +121,5 @@ def save_entry(path: Path, payload: dict[str, Any]) -> Path:
         path,
         lambda f: torch.save(payload, f),
         what=f"to the evaluation cache {path.parent}",
-        fix=_CACHE_FIX,
+        fix=CACHE_FIX,
     )

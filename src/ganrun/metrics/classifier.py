@@ -138,7 +138,10 @@ def classifier_extractor(data: Any, data_cfg: Any, cfg: Any, device: torch.devic
     }
     path = cache.entry_path(cfg.cache_dir, "classifiers", key)
     payload, _ = cache.load_or_compute(
-        path, lambda: train_classifier(data, data_cfg.name, cfg.classifier_epochs, cfg.seed, device)
+        path,
+        lambda: train_classifier(data, data_cfg.name, cfg.classifier_epochs, cfg.seed, device),
+        key,
+        ("state_dict", "num_classes", "test_accuracy", "epochs"),
     )
     label = f"{data_cfg.name}_cnn"
     return Extractor(

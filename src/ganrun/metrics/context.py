@@ -122,10 +122,9 @@ class EvalContext:
                 "features": features,
                 "mu": torch.from_numpy(stats["mu"]),
                 "sigma": torch.from_numpy(stats["sigma"]),
-                "key": repr(key),
             }
 
-        payload, cached = cache.load_or_compute(path, compute)
+        payload, cached = cache.load_or_compute(path, compute, key, ("features", "mu", "sigma"))
         entry = {
             "features": payload["features"],
             "stats": {"mu": payload["mu"].numpy(), "sigma": payload["sigma"].numpy()},

@@ -19,8 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from ganrun import __version__
 from ganrun.errors import GanrunError
 from ganrun.metrics import METRICS, EvalContext, Metric
+from ganrun.metrics.cache import CACHE_FIX
 from ganrun.models import family_of
 from ganrun.runs.checkpoint import Snapshot
+from ganrun.runs.files import check_writable
 from ganrun.runs.layout import checkpoint_name
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -81,6 +83,10 @@ def plan(snapshot: Snapshot, eval_cfg: DictConfig, device: torch.device) -> Job:
         if metric.check is not None:
             metric.check(ctx)
         job.metrics.append((name, metric))
+    if any(metric.cached for _, metric in job.metrics):
+        # Reference features and their statistics, at Inception's 2,048 dimensions at most.
+        need = 2 * 4 * ctx.num_real() * 2048 + 8 * 2048**2 + 2**24
+        check_writable(eval_cfg.cache_dir, CACHE_FIX, need, "reference features to cache")
     if not job.metrics:
         raise GanrunError(
             f"none of eval.metrics ({', '.join(eval_cfg.metrics) or 'empty'}) applies to "

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import shlex
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ganrun.errors import GanrunError
 from ganrun.runs.files import atomic_write
 
 CONFIG_FILE = "config.yaml"  # the resolved config, what `ganrun eval` rebuilds a run from
@@ -104,8 +106,26 @@ def write_run_config(run_dir: Path, cfg: DictConfig) -> None:
         atomic_write(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}))
 
 
+class _LogFile(logging.FileHandler):
+    """train.log, whose failures (a full disk) cost one warning, not a traceback per line: the
+    run and its checkpoints matter more than its log."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if not self.failed:
+            self.failed = True
+            print(
+                f"ganrun: warning: cannot write {self.baseFilename}; the log goes on here only",
+                file=sys.stderr,
+            )
+
+
 def attach_log_file(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / LOG_FILE)
+    try:
+        handler = _LogFile(run_dir / LOG_FILE)
+    except OSError as exc:
+        raise GanrunError(f"cannot write {run_dir / LOG_FILE} ({exc.strerror or exc})") from exc
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
     logging.getLogger().addHandler(handler)
     return handler

@@ -6,7 +6,9 @@ and version, feature extractor and weights sha256, sample counts, reference spli
 time. eval.csv has one row per (checkpoint, preset) with the values and protocols flattened
 (``<metric>.<protocol key>`` columns).
 Scoring again replaces that checkpoint's row and preset entry; everything else is kept. Both
-files are replaced atomically.
+files are replaced atomically, under a lock on the run's ``.eval.lock``, so two processes scoring
+one run (``ganrun eval`` twice, or beside training's ``eval.every``) never lose each other's
+records. A file that does not parse is kept beside the new one as ``<name>.damaged``.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from ganrun.runs.files import atomic_write
+from ganrun.runs.files import atomic_write, locked, set_aside
 from ganrun.runs.layout import run_dir_of
+
+log = logging.getLogger("ganrun")
 
 EVAL_DIR = "eval"
 EVAL_CSV = "eval.csv"
 METRICS_JSON = "metrics.json"
+EVAL_LOCK = ".eval.lock"
 # The columns of eval.csv that describe a scoring rather than score it; they come first.
 META_COLUMNS = ("checkpoint", "step", "preset", "weights", "wall_time_s", "timestamp")
 
@@ -44,31 +50,54 @@ def write_record(checkpoint: Path, record: dict[str, Any]) -> Path:
     checkpoint = Path(checkpoint)
     run_dir = run_dir_of(checkpoint)
     json_path = run_dir / EVAL_DIR / checkpoint.stem / METRICS_JSON
-    stored: dict[str, Any] = {}
-    if json_path.is_file():
-        try:
-            stored = json.loads(json_path.read_text())
-        except (OSError, ValueError):
-            stored = {}
-    results = stored.get("results", {}) if isinstance(stored, dict) else {}
-    results[record["preset"]] = record
-    payload = {"checkpoint": record["checkpoint"], "results": results}
-    atomic_write(json_path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    _update_csv(run_dir / EVAL_CSV, flatten(record))
+    with locked(run_dir / EVAL_LOCK):
+        results = _stored_results(json_path)
+        results[record["preset"]] = record
+        payload = {"checkpoint": record["checkpoint"], "results": results}
+        atomic_write(json_path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        _update_csv(run_dir / EVAL_CSV, flatten(record))
     return json_path
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
+def _stored_results(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+        results = stored["results"]
+        if not isinstance(results, dict):
+            raise TypeError("results is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        set_aside(path, f"does not parse ({type(exc).__name__}); a new one is written")
+        return {}
+    return results
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """eval.csv's rows; rows of another width than the header (cut short, edited) are left out,
+    with a warning that counts them."""
+    rows, damaged = _read_csv(path)
+    if damaged:
+        log.warning("%s: %d damaged row(s) left out", path, damaged)
+    return rows
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], int]:
+    if not path.is_file():
+        return [], 0
+    with path.open(newline="", errors="replace") as f:
+        rows = list(csv.DictReader(f))
+    good = [r for r in rows if None not in r and None not in r.values()]
+    return good, len(rows) - len(good)
 
 
 def _update_csv(path: Path, row: dict[str, Any]) -> None:
+    kept, damaged = _read_csv(path)
+    if damaged:
+        set_aside(path, f"has {damaged} damaged row(s), left out of the one written now")
     rows: list[dict[str, Any]] = [
         old
-        for old in read_csv(path)
+        for old in kept
         if (old.get("checkpoint"), old.get("preset")) != (row["checkpoint"], row["preset"])
     ]
     rows.append(row)

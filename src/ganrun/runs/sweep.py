@@ -88,11 +88,11 @@ def check_objective(name: str, statistics: list[str], at_end: bool) -> None:
 def _last_row(metrics_csv: Path) -> dict[str, float]:
     """The final metrics.csv row: what a resumed run that had nothing left to train ends on."""
     try:
-        header, rows = read_metrics_csv(metrics_csv)
+        table = read_metrics_csv(metrics_csv)
     except OSError:
         return {}
     out: dict[str, float] = {}
-    for key, value in zip(header, rows[-1] if rows else [], strict=False):
+    for key, value in zip(table.header, table.rows[-1] if table.rows else [], strict=False):
         try:
             out[key] = float(value)
         except ValueError:

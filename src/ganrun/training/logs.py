@@ -14,6 +14,7 @@ hyperparameters with its final values (the HPARAMS tab compares the jobs of a sw
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganrun.config.schema import flat_settings
 from ganrun.errors import GanrunError
-from ganrun.runs.files import read_metrics_csv
+from ganrun.runs.files import read_metrics_csv, set_aside
+
+log = logging.getLogger("ganrun")
 
 Window = list[tuple[int, dict[str, torch.Tensor], float]]  # (step, statistics, seconds) per step
 
@@ -46,40 +49,67 @@ def check_logger(cfg: DictConfig) -> None:
             ) from exc
 
 
+def csv_header(statistics: list[str]) -> list[str]:
+    return ["step", *statistics, "sec_per_step"]
+
+
+def rows_to_keep(path: Path, statistics: list[str], until: int) -> list[list[str]]:
+    """The rows of a run's metrics.csv that a run resumed at step ``until`` keeps (the steps
+    after it will be run again). A file with other columns is refused (it was edited, or belongs
+    to another run: appending would put numbers under the wrong names); rows that cannot be
+    trusted are left out, with a warning that counts them."""
+    table = read_metrics_csv(path)
+    expected = csv_header(statistics)
+    if table.header and table.header != expected:
+        raise GanrunError(
+            f"{path} has the columns {','.join(table.header)}, not this run's "
+            f"{','.join(expected)}: it was edited or belongs to another run; move it away to "
+            "resume (a new one is started)"
+        )
+    if table.damaged:
+        set_aside(path, f"has {table.damaged} damaged row(s) (cut short or edited), left out")
+    return [r for r in table.rows if int(r[0]) <= until]
+
+
+def _unwritten(path: Path, exc: OSError) -> GanrunError:
+    return GanrunError(
+        f"could not write {path} ({exc.strerror or exc}); the last good checkpoint is kept: make "
+        "room, then continue with resume=auto"
+    )
+
+
 class MetricsLog:
     """metrics.csv: one row per step, written a window at a time (one host sync per window)."""
 
-    def __init__(self, path: Path, statistics: list[str], keep_until: int = 0) -> None:
+    def __init__(self, path: Path, statistics: list[str], kept: list[list[str]]) -> None:
         self.path = path
         self.statistics = statistics
-        header: list[str] = []
-        rows: list[list[str]] = []
-        if keep_until > 0:
-            # Resuming: rows past the checkpoint belong to steps that will be run again.
-            header, rows = read_metrics_csv(path)
-            rows = [r for r in rows if int(r[0]) <= keep_until]
-        self.file = path.open("w", newline="")
-        self.writer = csv.writer(self.file)
-        self.header: list[str] | None = header or None
-        if header:
-            self.writer.writerow(header)
-        self.writer.writerows(rows)
+        self.checked = False
+        try:
+            self.file = path.open("w", newline="")
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(csv_header(statistics))
+            self.writer.writerows(kept)
+        except OSError as exc:
+            raise _unwritten(path, exc) from exc
 
     def write(self, window: Window) -> dict[str, float]:
         keys = list(window[0][1])
-        if self.header is None:
+        if not self.checked:
             if keys != self.statistics:  # what the report and the objective check rely on
                 raise GanrunError(
                     f"the training step returned {', '.join(keys)}, but its family declares "
                     f"{', '.join(self.statistics)} (Family.statistics)"
                 )
-            self.header = ["step", *keys, "sec_per_step"]
-            self.writer.writerow(self.header)
+            self.checked = True
         stacked = torch.stack([torch.stack([s[k].float() for k in keys]) for _, s, _ in window])
         values = stacked.cpu().tolist()  # the one host sync for the whole window
-        for (step, _, seconds), row in zip(window, values, strict=True):
-            self.writer.writerow([step, *(f"{v:.6g}" for v in row), f"{seconds:.6g}"])
-        self.file.flush()
+        try:
+            for (step, _, seconds), row in zip(window, values, strict=True):
+                self.writer.writerow([step, *(f"{v:.6g}" for v in row), f"{seconds:.6g}"])
+            self.file.flush()
+        except OSError as exc:
+            raise _unwritten(self.path, exc) from exc
         for (step, _, _), row in zip(window, values, strict=True):
             bad = [k for k, v in zip(keys, row, strict=True) if not np.isfinite(v)]
             if bad:
@@ -90,7 +120,10 @@ class MetricsLog:
         return {"step": window[-1][0], **dict(zip(keys, values[-1], strict=True))}
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as exc:
+            raise _unwritten(self.path, exc) from exc
 
 
 def hparams(cfg: DictConfig) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from ganrun.runs.layout import (
     step_checkpoint,
 )
 from ganrun.training.best import BestCheckpoint
-from ganrun.training.logs import MetricsLog, Window, with_loggers
+from ganrun.training.logs import MetricsLog, Window, rows_to_keep, with_loggers
 from ganrun.training.setup import Setup
 from ganrun.training.signals import GracefulStop, RunInterrupted
 
@@ -53,6 +53,7 @@ class Trainer:
         self.scoring = scoring  # None: no eval.every here (or a DDP rank other than 0)
         self.best = BestCheckpoint(self.cfg.eval)
         self.statistics = [s.name for s in setup.family.statistics]
+        self.kept_rows: list[list[str]] = []  # of metrics.csv, when resuming
         # Training noise comes from a generator of its own, so resuming restores it exactly.
         self.noise = torch.Generator(device=setup.device).manual_seed(self.cfg.seed + 1)
         setup.batches.seed(self.cfg.seed + 3)
@@ -61,7 +62,7 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         cfg = self.cfg.train
         metrics = with_loggers(
-            MetricsLog(self.run_dir / METRICS_FILE, self.statistics, keep_until=self.step),
+            MetricsLog(self.run_dir / METRICS_FILE, self.statistics, self.kept_rows),
             self.cfg,
             self.run_dir,
         )
@@ -188,4 +189,5 @@ class Trainer:
             raise GanrunError(f"checkpoint {path} has no usable random state: {exc}") from exc
         self.step = int(payload["step"])
         self.best.load(payload.get("best"))
+        self.kept_rows = rows_to_keep(self.run_dir / METRICS_FILE, self.statistics, self.step)
         log.info("resumed from %s at step %d", path, self.step)
