@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,34 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def spawn_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``python -m ganrun <args>`` started in the background (text pipes), for tests that
+    signal, kill or race it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("GANRUN_DEBUG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ganrun", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until a running training has written ``rows`` rows of metrics.csv."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if metrics.exists() and len(metrics.read_text().splitlines()) > rows:
+            return
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"{metrics} never reached {rows} rows")
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -12,8 +12,6 @@ import multiprocessing
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,35 +23,10 @@ import ganrun.runs.files
 from ganrun.errors import GanrunError
 from ganrun.runs.checkpoint import load_checkpoint
 from ganrun.runs.results import write_record
-from tests.conftest import FAST, TINY, assert_one_line_error, run_cli
+from tests.conftest import FAST, TINY, assert_one_line_error, run_cli, spawn_cli, wait_for_rows
 
 LONG = [o for o in TINY if not o.startswith(("train.steps", "train.checkpoint_every"))]
 SLOW = [*LONG, "train.steps=100000", "train.checkpoint_every=100000", "train.log_every=1"]
-
-
-def _spawn(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("GANRUN_DEBUG", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "ganrun", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def _wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if metrics.exists() and len(metrics.read_text().splitlines()) > rows:
-            return
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"{metrics} never reached {rows} rows")
 
 
 def _steps(run: Path) -> list[int]:
@@ -67,8 +40,8 @@ def _error(code: int, out: str, err: str) -> SimpleNamespace:
 
 # ------------------------------------------------------------------ one writer per run folder
 def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
-    first = _spawn(["train", *SLOW, "hydra.run.dir=run"], tmp_path)
-    _wait_for_rows(tmp_path / "run/metrics.csv", 3, first)
+    first = spawn_cli(["train", *SLOW, "hydra.run.dir=run"], tmp_path)
+    wait_for_rows(tmp_path / "run/metrics.csv", 3, first)
     second = run_cli("train", *SLOW, "resume=auto", "hydra.run.dir=run", cwd=tmp_path)
     assert_one_line_error(second, "run is being written by another ganrun process")
     assert f"pid {first.pid} on " in second.stderr and "resume=auto" in second.stderr
@@ -85,8 +58,8 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
 
 
 def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
-    first = _spawn(["train", *SLOW, "train.checkpoint_every=2", "hydra.run.dir=run"], tmp_path)
-    _wait_for_rows(tmp_path / "run/metrics.csv", 4, first)
+    first = spawn_cli(["train", *SLOW, "train.checkpoint_every=2", "hydra.run.dir=run"], tmp_path)
+    wait_for_rows(tmp_path / "run/metrics.csv", 4, first)
     first.kill()
     first.wait()
     killed_at = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"]
@@ -97,7 +70,7 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
 
 def test_two_runs_started_at_once_in_one_folder(tmp_path):
     args = ["train", *LONG, "train.steps=300", "hydra.run.dir=run"]
-    procs = [_spawn(args, tmp_path) for _ in range(2)]
+    procs = [spawn_cli(args, tmp_path) for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2], results

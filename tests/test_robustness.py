@@ -7,9 +7,6 @@ import errno
 import os
 import shlex
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,33 +16,9 @@ import ganrun.runs.checkpoint
 from ganrun.errors import GanrunError
 from ganrun.models.families.gan import GanModel
 from ganrun.runs.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, spawn_cli, wait_for_rows
 
 LONG = [o for o in TINY if not o.startswith(("train.steps", "train.checkpoint_every"))]
-
-
-def _spawn(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ganrun", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def _wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if metrics.exists() and len(metrics.read_text().splitlines()) > rows:
-            return
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"{metrics} never reached {rows} rows")
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -57,7 +30,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
-    proc = _spawn(
+    proc = spawn_cli(
         [
             "train",
             *LONG,
@@ -67,7 +40,7 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
         ],
         tmp_path,
     )
-    _wait_for_rows(tmp_path / "run/metrics.csv", 4, proc)
+    wait_for_rows(tmp_path / "run/metrics.csv", 4, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -84,8 +57,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     full = run_cli("train", *LONG, *steps, "hydra.run.dir=full", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
 
-    proc = _spawn(["train", *LONG, *steps, "hydra.run.dir=killed"], tmp_path)
-    _wait_for_rows(tmp_path / "killed/metrics.csv", 11 + int.from_bytes(os.urandom(1)) % 15, proc)
+    proc = spawn_cli(["train", *LONG, *steps, "hydra.run.dir=killed"], tmp_path)
+    wait_for_rows(tmp_path / "killed/metrics.csv", 11 + int.from_bytes(os.urandom(1)) % 15, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = load_checkpoint(tmp_path / "killed/checkpoints/last.pt")["step"]
@@ -365,11 +338,11 @@ def test_submitit_preemption_checkpoints_requeues_and_resumes(tmp_path):
     submitit requeues the job, and the requeued job continues from that checkpoint."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     steps = ["train.steps=200", "train.checkpoint_every=1000", "train.log_every=1"]
-    proc = _spawn(
+    proc = spawn_cli(
         ["train", "-m", "hydra/launcher=submitit_local", "hydra.sweep.dir=sweep", *LONG, *steps],
         tmp_path,
     )
-    _wait_for_rows(tmp_path / "sweep/0/metrics.csv", 10, proc)
+    wait_for_rows(tmp_path / "sweep/0/metrics.csv", 10, proc)
     jobs = _processes_with(f"submitit.core._submit {tmp_path}")
     assert len(jobs) == 1, jobs
     os.kill(jobs[0], signal.SIGUSR2)
