@@ -94,13 +94,20 @@ def wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: flo
     raise AssertionError(f"{metrics} never reached {rows} rows")
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    """A user error: exit code 2, one stderr line starting 'ganrun: error:', no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("ganrun: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
+def assert_one_line_error(
+    result: subprocess.CompletedProcess | tuple[int, str, str], *fragments: str
+) -> None:
+    """A user error: exit code 2, one stderr line starting 'ganrun: error:', no traceback.
+    ``result``: a finished process, or what the ``cli`` fixture returns (code, stdout, stderr)."""
+    if isinstance(result, tuple):
+        code, out, err = result
+    else:
+        code, out, err = result.returncode, result.stdout, result.stderr
+    assert code == 2, (code, out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ganrun: error: "), err
+    assert "Traceback" not in err + out
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
 

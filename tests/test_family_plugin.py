@@ -12,7 +12,6 @@ import csv
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -275,4 +274,4 @@ def test_unknown_family_in_a_checkpoint_names_what_to_install(cli, tmp_path, plu
     del ganrun.models._FAMILIES["shift_scale"], ganrun.models._MODELS["shift_scale"]
     code, out, err = cli("sample", f"checkpoint={tmp_path}/r/checkpoints/last.pt", cwd=tmp_path)
     fragment = "model=shift_scale, which no installed model family serves"
-    assert_one_line_error(SimpleNamespace(returncode=code, stdout=out, stderr=err), fragment)
+    assert_one_line_error((code, out, err), fragment)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,10 +31,6 @@ SLOW = [*LONG, "train.steps=100000", "train.checkpoint_every=100000", "train.log
 def _steps(run: Path) -> list[int]:
     with (run / "metrics.csv").open(newline="") as f:
         return [int(r["step"]) for r in csv.DictReader(f)]
-
-
-def _error(code: int, out: str, err: str) -> SimpleNamespace:
-    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 # ------------------------------------------------------------------ one writer per run folder
@@ -75,7 +70,7 @@ def test_two_runs_started_at_once_in_one_folder(tmp_path):
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2], results
     refused = next(err for code, _, err in results if code == 2)
-    assert_one_line_error(_error(2, "", refused))
+    assert_one_line_error((2, "", refused))
     assert "being written by another" in refused or "already holds a run" in refused
     assert _steps(tmp_path / "run") == list(range(1, 301))  # one writer's rows, in order
 
@@ -165,14 +160,14 @@ def test_run_folder_under_a_file_or_an_unwritable_folder(cli, tmp_path, unwritab
         (f"{unwritable}/run", "choose another hydra.run.dir"),
     ):
         code, out, err = cli("train", *TINY, f"hydra.run.dir={where}", cwd=tmp_path)
-        assert_one_line_error(_error(code, out, err), fragment)
+        assert_one_line_error((code, out, err), fragment)
     code, out, err = cli(
         "train", "-m", "seed=0,1", *TINY, f"hydra.sweep.dir={unwritable}/s", cwd=tmp_path
     )
-    assert_one_line_error(_error(code, out, err), "hydra.sweep.dir")
+    assert_one_line_error((code, out, err), "hydra.sweep.dir")
     # An existing folder that cannot be written: refused before anything is read or trained.
     code, out, err = cli("train", *TINY, "resume=auto", f"hydra.run.dir={unwritable}", cwd=tmp_path)
-    assert_one_line_error(_error(code, out, err), f"cannot write in the run folder {unwritable}")
+    assert_one_line_error((code, out, err), f"cannot write in the run folder {unwritable}")
     assert sorted(p.name for p in unwritable.iterdir()) == ["inside.txt"]
 
 
@@ -189,7 +184,7 @@ def test_outputs_of_eval_sample_and_report_are_checked_first(cli, tmp_path, unwr
         (["report", "run=run", "out=a_file/report"], "choose another out="),
     ):
         code, out, err = cli(*args, cwd=tmp_path)
-        assert_one_line_error(_error(code, out, err), fragment)
+        assert_one_line_error((code, out, err), fragment)
     assert sorted(p for p in (tmp_path / "run").rglob("*")) == before
 
 
@@ -198,7 +193,7 @@ def test_a_run_folder_scores_cannot_be_written_into(cli, tmp_path, lock_out):
     assert code == 0, err
     run = lock_out(tmp_path / "run")
     code, out, err = cli("eval", f"run={run}", *FAST, cwd=tmp_path)
-    assert_one_line_error(_error(code, out, err), "scores are written into the run folder")
+    assert_one_line_error((code, out, err), "scores are written into the run folder")
 
 
 def test_too_little_space_is_refused_before_writing(cli, tmp_path, monkeypatch):
@@ -209,7 +204,7 @@ def test_too_little_space_is_refused_before_writing(cli, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ganrun.runs.files.shutil, "disk_usage", almost_full)
     code, out, err = cli("train", *TINY, "hydra.run.dir=run", cwd=tmp_path)
-    assert_one_line_error(_error(code, out, err), "MiB free, less than the", "checkpoints of")
+    assert_one_line_error((code, out, err), "MiB free, less than the", "checkpoints of")
     assert not (tmp_path / "run").exists()
 
 
@@ -245,7 +240,7 @@ def test_metrics_csv_that_cannot_be_written_keeps_the_last_checkpoint(cli, tmp_p
     monkeypatch.setattr(logs.MetricsLog, "__init__", on_a_filling_disk)
     args = [*LONG, "train.steps=12", "train.checkpoint_every=2", "train.log_every=1"]
     code, out, err = cli("train", *args, "hydra.run.dir=run", cwd=tmp_path)
-    assert_one_line_error(_error(code, out, err), "No space left on device", "checkpoint is kept")
+    assert_one_line_error((code, out, err), "No space left on device", "checkpoint is kept")
     assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 2
 
 
@@ -290,7 +285,7 @@ def test_metrics_csv_with_other_columns_is_refused_on_resume(cli, tmp_path):
     metrics.write_text(metrics.read_text().replace("loss_d,loss_g", "loss_g,loss_d", 1))
     before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     code, out, err = cli("train", *TINY, "resume=auto", "hydra.run.dir=run", cwd=tmp_path)
-    assert_one_line_error(_error(code, out, err), "has the columns step,loss_g,loss_d")
+    assert_one_line_error((code, out, err), "has the columns step,loss_g,loss_d")
     after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     assert after == before
 

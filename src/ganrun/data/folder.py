@@ -29,6 +29,7 @@ from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData
 from ganrun.data.errors import missing
 from ganrun.errors import GanrunError
+from ganrun.images import to_uint8
 
 EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -280,8 +281,6 @@ class FolderSplit:
     def pixels(self, index: torch.Tensor | None = None) -> torch.Tensor:
         """The split's images as uint8 (all, or those at ``index``), on the CPU: read whole and
         mapped back from the value range, exactly, since they were scaled from uint8."""
-        from ganrun.images import to_uint8
-
         x, _ = self.all()
         if index is not None:
             x = x[index.to(x.device)]

@@ -41,7 +41,7 @@ from ganrun import __version__
 from ganrun.config.schema import RunConfig, flat_settings
 from ganrun.data import Data, build_data
 from ganrun.errors import GanrunError
-from ganrun.models import Model, family_named, family_of
+from ganrun.models import Model, build_model, family_named, family_of
 from ganrun.runs.files import atomic_write
 
 FORMAT_VERSION = 2
@@ -301,18 +301,16 @@ def restore(
     data_cache: dict[str, Data] | None = None,
 ) -> Snapshot:
     """Load ``path`` and rebuild its model (eval mode, no gradients, on ``device``) and data."""
-    from ganrun.models import build_model
-
     path = Path(path)
     payload = load_checkpoint(path, map_location="cpu")
     cfg = run_config(payload, path, data_root)
-    data = data_for(cfg, device, data_cache)
     family = family_named(str(payload.get("family")))
-    if family is not family_of(cfg.model.name):
+    if family is not family_of(cfg.model.name):  # refused before the data is read
         raise GanrunError(
             f"checkpoint {path} says its networks are a {family.name} model's, but its config "
             f"is model={cfg.model.name}'s; it cannot be rebuilt"
         )
+    data = data_for(cfg, device, data_cache)
     model = build_model(cfg.model, data.info)
     load_state(payload, model, path, training=False)
     model.to(device)
