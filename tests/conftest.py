@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 import ganrun.config.schema  # noqa: F401  (registers the command schemas)
 from ganrun.models import all_families
+from ganrun.runs.checkpoint import load_checkpoint
 
 all_families()  # registers the model families' schemas
 CONFIGS = Path(ganrun.config.schema.__file__).parents[1] / "configs"
@@ -92,6 +94,22 @@ def wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: flo
         time.sleep(0.05)
     proc.kill()
     raise AssertionError(f"{metrics} never reached {rows} rows")
+
+
+def checkpoint_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's networks, averages and optimizer states, by name: what
+    "the same run, bit for bit" compares."""
+    ckpt = load_checkpoint(path)
+    out = {
+        f"{part}.{net}.{k}": v
+        for part in ("networks", "averages")
+        for net, state in ckpt[part].items()
+        for k, v in state.items()
+    }
+    for net, state in ckpt["optimizers"].items():
+        for i, values in state["state"].items():
+            out.update({f"optimizers.{net}.{i}.{k}": v for k, v in values.items()})
+    return out
 
 
 def assert_one_line_error(

@@ -43,7 +43,7 @@ def test_every_model_builds_with_its_defaults(option):
         info = DataInfo("test", 1, 28, 10, family.value_range(cfg.model))
         model = build_model(cfg.model, info)
         model.configure_training(cfg, fused=False)
-        assert model.optimizers
+        assert model.optimizers or family.name == "gmm"  # EM sets its parameters outright
         for name, opt in model.optimizers.items():
             scale = model.lr_scales[name]
             assert opt.param_groups[0]["lr"] == cfg.optim.lr * scale

@@ -67,7 +67,15 @@ def test_run_scores_every_checkpoint_and_records_protocol(cli, cache, trained, t
     assert fid["seed"] == 0 and record["wall_time_s"] > 0
     assert (record["model"], record["arch"], record["data"]) == ("dcgan", "conv", "digits")
     assert fid["reference_cached"] is True  # step 3 computed the real side; step 6 reused it
-    assert set(record["skipped"]) == {"elbo", "iw_ll", "modes"}
+    assert set(record["skipped"]) == {
+        "elbo",
+        "iw_ll",
+        "test_ll",
+        "recon_mse",
+        "modes",
+        "jsd",
+        "d_gap",
+    }
     assert rows[1]["fid_digits_cnn"] == repr(values["fid_digits_cnn"])
     assert "fid_cnn.weights_sha256" in rows[0]
     assert "eval done (2 checkpoint(s)" in out
@@ -315,7 +323,18 @@ def test_ring_modes_end_to_end(cli, cache, tmp_path) -> None:
     assert record["metrics"]["num_modes"] == 8
     assert 0 <= record["metrics"]["modes_covered"] <= 8
     assert 0.0 <= record["metrics"]["high_quality"] <= 1.0
-    assert set(record["skipped"]) == {"fid_cnn", "kid_cnn", "is_cnn", "elbo", "iw_ll"}
+    assert set(record["skipped"]) == {
+        "fid_cnn",
+        "kid_cnn",
+        "is_cnn",
+        "elbo",
+        "iw_ll",
+        "test_ll",
+        "recon_mse",
+    }
+    # The ring's density is known: the theory's values, the estimator's floor, and D's gap.
+    assert record["metrics"]["v_dstar"] == pytest.approx(record["metrics"]["c_g"], abs=1e-4)
+    assert 0 < record["metrics"]["jsd_floor"] < 0.1 and 0 <= record["metrics"]["d_gap"] <= 1
 
 
 def test_inception_metrics_refused_up_front(cli, cache, trained, tmp_path) -> None:

@@ -28,7 +28,7 @@ from ganrun.models import Family, family_of, register
 from ganrun.models.family import ModelConfig, Statistic
 from ganrun.models.latent import LatentModel
 from ganrun.runs.checkpoint import load_checkpoint
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, checkpoint_tensors
 
 
 @dataclass
@@ -164,20 +164,6 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return ["--config-dir", str(tmp_path / "conf")]
 
 
-def _tensors(path: Path) -> dict[str, torch.Tensor]:
-    ckpt = load_checkpoint(path)
-    out = {
-        f"{part}.{net}.{k}": v
-        for part in ("networks", "averages")
-        for net, state in ckpt[part].items()
-        for k, v in state.items()
-    }
-    for net, state in ckpt["optimizers"].items():
-        for i, values in state["state"].items():
-            out.update({f"optimizers.{net}.{i}.{k}": v for k, v in values.items()})
-    return out
-
-
 def test_a_family_of_ones_own_trains_resumes_samples_and_is_scored(
     cli, tmp_path, plugin, monkeypatch
 ):
@@ -191,8 +177,11 @@ def test_a_family_of_ones_own_trains_resumes_samples_and_is_scored(
     assert set(ckpt["averages"]) == {"generator"}
     with (run / "metrics.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["step", "loss_d", "loss_g", "sec_per_step"]
+    # The ring's density is known, so the theory's values come with every figure (no "d_gap":
+    # this critic gives no probabilities).
+    assert list(rows[0]) == ["step", "loss_d", "loss_g", "jsd", "c_g", "v_dstar", "sec_per_step"]
     assert [int(r["step"]) for r in rows] == list(range(1, 41))
+    assert [int(r["step"]) for r in rows if r["jsd"]] == [20, 40]
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "step_000020.png",
         "step_000040.png",
@@ -206,8 +195,8 @@ def test_a_family_of_ones_own_trains_resumes_samples_and_is_scored(
     code, _, err = cli("train", *plugin, *RUN, "resume=auto", "hydra.run.dir=part", cwd=tmp_path)
     assert code == 0, err
     full, part = (
-        _tensors(run / "checkpoints/last.pt"),
-        _tensors(tmp_path / "part/checkpoints/last.pt"),
+        checkpoint_tensors(run / "checkpoints/last.pt"),
+        checkpoint_tensors(tmp_path / "part/checkpoints/last.pt"),
     )
     assert full.keys() == part.keys()
     assert all(torch.equal(full[k], part[k]) for k in full)

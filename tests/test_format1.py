@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from PIL import Image
 
 from ganrun.metrics import classifier
 from ganrun.runs.checkpoint import load_checkpoint
-from tests.conftest import FAST
+from tests.conftest import FAST, checkpoint_tensors
 
 FIXTURES = Path(__file__).parent / "fixtures" / "format1"
 FAST_TINY = [*FAST, "eval.likelihood_examples=40", "eval.iw_samples=8"]
@@ -34,21 +35,6 @@ def legacy_run(name: str, where: Path) -> Path:
 
 def overrides(run: Path) -> list[str]:
     return yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint's networks, averages and optimizer states, by name."""
-    ckpt = load_checkpoint(path)
-    out: dict[str, torch.Tensor] = {}
-    for part in ("networks", "averages"):
-        for network, state in ckpt[part].items():
-            for name, value in state.items():
-                out[f"{part}.{network}.{name}"] = value
-    for network, state in ckpt["optimizers"].items():
-        for index, values in state["state"].items():
-            for name, value in values.items():
-                out[f"optimizers.{network}.{index}.{name}"] = value
-    return out
 
 
 @pytest.mark.parametrize("name", ["gan", "vae"])
@@ -77,13 +63,27 @@ def test_format1_run_scores(cli, cache, tmp_path, name, metric):
     assert all(float(r[metric]) == float(r[metric]) for r in rows)  # a number, not NaN
 
 
+@pytest.fixture
+def fixture_threads(monkeypatch) -> Iterator[None]:
+    """The fixture runs were trained on 2 CPU threads, and how a convolution's sums are split
+    between threads changes their last bits: resume on as many, whatever OMP_NUM_THREADS says
+    (with it set, ganrun leaves torch's thread count alone)."""
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("fixture_threads")
 @pytest.mark.parametrize("name", ["gan", "vae"])
 def test_format1_checkpoint_resumes_to_the_old_versions_weights(cli, tmp_path, name):
     run = legacy_run(name, tmp_path)
     resume = f"resume={run}/checkpoints/step_000003.pt"
     code, _, err = cli("train", *overrides(run), resume, "hydra.run.dir=cont", cwd=tmp_path)
     assert code == 0, err
-    old, new = weights(run / "checkpoints/last.pt"), weights(tmp_path / "cont/checkpoints/last.pt")
+    old = checkpoint_tensors(run / "checkpoints/last.pt")
+    new = checkpoint_tensors(tmp_path / "cont/checkpoints/last.pt")
     assert old.keys() == new.keys() and old
     for key in old:
         assert torch.equal(old[key], new[key]), key

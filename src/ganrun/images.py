@@ -1,6 +1,6 @@
 """Images out of ganrun: the one conversion of model output to uint8, PNG grids, scatter plots
-of 2-D points, and the figures a model family shows during training (:class:`Grid`,
-:class:`Scatter`).
+of 2-D points, 1-D densities, and the figures a model family shows during training
+(:class:`Grid`, :class:`Scatter`, :class:`Densities`).
 
 Every float image becomes uint8 the same way, for metrics, npz files and PNGs alike:
 ``round((x - lo) * 255 / (hi - lo))``, clamped to [0, 255], where ``(lo, hi)`` is the value range
@@ -174,4 +174,91 @@ class Scatter:
         )
 
 
-Figure = Grid | Scatter
+@dataclass
+class Densities:
+    """1-D data in the manner of Figure 1 of Goodfellow et al. (2014): p_data, the estimated p_g,
+    D and D* over x, and below them the mapping x = G(z) from a line of evenly spaced z
+    (``<name>.png``)."""
+
+    name: str
+    x: torch.Tensor  # (K,) where the curves are drawn
+    p_data: torch.Tensor  # (K,)
+    p_g: torch.Tensor  # (K,)
+    d: torch.Tensor | None  # D(x) (K,), None for a model without one
+    d_star: torch.Tensor  # (K,)
+    z: torch.Tensor | None  # (L,) latent values, and
+    gz: torch.Tensor | None  # (L,) where G sends them; None when z is not 1-D
+    title: str = ""
+
+    def save(self, folder: Path) -> Path:
+        return plot_densities(self, folder / f"{self.name}.png")
+
+
+def plot_densities(f: Densities, path: Path) -> Path:
+    """Write :class:`Densities` as a PNG: the paper's colours (data black dotted, p_g green, D
+    blue dashed) with D* in red; x where p_data and p_g are negligible is trimmed away."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = f.x.double()
+    mass = torch.maximum(f.p_data, f.p_g).double()
+    shown = (mass > 1e-3 * float(mass.max())).nonzero().reshape(-1)
+    lo, hi = float(x[shown[0]]), float(x[shown[-1]])
+    mapping = f.z is not None and f.gz is not None
+    if f.z is not None:  # the z line is drawn on the same axis
+        lo, hi = min(lo, float(f.z.min())), max(hi, float(f.z.max()))
+    fig, axes = plt.subplots(
+        2 if mapping else 1,
+        1,
+        figsize=(7, 5.2 if mapping else 3.8),
+        dpi=100,
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1]} if mapping else None,
+    )
+    try:
+        ax = axes[0, 0]
+        top = float(mass.max()) * 1.1 or 1.0
+        ax.plot(x, f.p_data, ":", color="black", lw=2, label="p_data")
+        ax.plot(x, f.p_g, "-", color="tab:green", lw=1.5, label="p_g (estimated)")
+        twin = ax.twinx()
+        twin.set_ylim(0, 1.05)
+        d_star = "D* = p_data/(p_data+p_g)"
+        twin.plot(x, f.d_star, "-", color="tab:red", lw=1, alpha=0.8, label=d_star)
+        if f.d is not None:
+            twin.plot(x, f.d, "--", color="tab:blue", lw=1.5, label="D(x)")
+        twin.axhline(0.5, color="0.6", lw=0.5)
+        twin.set_ylabel("D")
+        ax.set_ylim(0, top)
+        ax.set_ylabel("density")
+        ax.set_xlim(lo, hi)
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="upper left")
+        if f.title:
+            ax.set_title(f.title)
+        if mapping:
+            below = axes[1, 0]
+            for z, gz in zip(f.z.tolist(), f.gz.tolist(), strict=True):
+                below.annotate(
+                    "",
+                    xy=(min(max(gz, lo), hi), 1.0),
+                    xytext=(z, 0.0),
+                    arrowprops={"arrowstyle": "->", "color": "0.3", "lw": 0.7},
+                )
+            below.axhline(0.0, color="black", lw=1)
+            below.axhline(1.0, color="black", lw=1)
+            below.set_yticks([0.0, 1.0], ["z", "x"])
+            below.set_ylim(-0.15, 1.15)
+            below.set_xlabel("x (and z, on the lower line)")
+        else:
+            ax.set_xlabel("x")
+        fig.tight_layout()
+        return save_plot(fig, path)
+    finally:
+        plt.close(fig)
+
+
+Figure = Grid | Scatter | Densities

@@ -9,7 +9,10 @@ writes ``<target>/report/`` (or ``out=``):
 - ``losses.png`` and one figure per other panel the runs' families put statistics in (the GANs':
   ``d_outputs.png``, D(x) and D(G(z))), ``metrics.png`` (evaluated metrics over steps): one line
   per job;
-- ``samples.png``: the latest sample grid of every job side by side.
+- ``samples.png``: the latest sample grid of every job side by side;
+- ``progress.png``: each job's sample figures over training, a row per job (up to
+  :data:`PROGRESS_STEPS` steps, evenly spaced from the first to the last), e.g. the 1-D
+  densities of the 2014 paper's Figure 1 (a) to (d) as they happened.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from omegaconf import DictConfig
 
 from ganrun.errors import GanrunError
 from ganrun.images import save_plot
-from ganrun.metrics import HIGHER, direction
+from ganrun.metrics import HIGHER, THEORY, direction
 from ganrun.models import all_families
 from ganrun.models.family import Statistic
 from ganrun.runs.files import atomic_write, check_writable, natural_key, read_metrics_csv
@@ -52,7 +55,7 @@ def _declared(name: str) -> Statistic | None:
         for stat in family.statistics:
             if stat.name == name:
                 return stat
-    return None
+    return next((stat for stat in THEORY if stat.name == name), None)
 
 
 def panel_of(column: str) -> str:
@@ -202,8 +205,9 @@ def table(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
         seconds = job.history.get("sec_per_step", [])
         row["time_s"] = round(sum(s for s in seconds if math.isfinite(s)), 3)
         for name, values in job.history.items():
-            if name not in NOT_PLOTTED and values:
-                row[name] = values[-1]
+            finite = [v for v in values if not math.isnan(v)]  # measured every few steps only
+            if name not in NOT_PLOTTED and finite:
+                row[name] = finite[-1]
         for name, points in eval_metrics(job).items():
             values = [v for _, v in points]
             row[name] = values[-1]
@@ -332,8 +336,16 @@ def _line_plot(
 
 
 def _history_series(job: Job, column: str) -> list[tuple[float, float]]:
-    steps, values = job.history.get("step", []), job.history.get(column, [])
-    return list(zip(steps, _smooth(values), strict=False))
+    # Values measured every few steps only (the theory's) leave the other cells empty (NaN).
+    pairs = [
+        (s, v)
+        for s, v in zip(job.history.get("step", []), job.history.get(column, []), strict=False)
+        if not math.isnan(v)
+    ]
+    if not pairs:
+        return []
+    steps, values = zip(*pairs, strict=True)
+    return list(zip(steps, _smooth(list(values)), strict=True))
 
 
 def _eval_series(job: Job, metric: str) -> list[tuple[int, float]]:
@@ -371,6 +383,45 @@ def samples_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path 
     return path
 
 
+PROGRESS_STEPS = 5
+
+
+def progress_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    strips = []
+    for job in jobs:
+        grids = sorted((job.path / SAMPLES).glob(SAMPLE_GRIDS), key=lambda p: natural_key(p.name))
+        if len(grids) > PROGRESS_STEPS:
+            last = len(grids) - 1
+            picks = sorted({round(i * last / (PROGRESS_STEPS - 1)) for i in range(PROGRESS_STEPS)})
+            grids = [grids[i] for i in picks]
+        if len(grids) > 1:
+            strips.append((job, grids))
+    if not strips:
+        return None
+    cols = max(len(grids) for _, grids in strips)
+    fig, axes = plt.subplots(
+        len(strips), cols, figsize=(3.6 * cols, 3.0 * len(strips)), squeeze=False
+    )
+    for row, (job, grids) in enumerate(strips):
+        for col, grid in enumerate(grids):
+            with Image.open(grid) as image:
+                axes[row, col].imshow(image.convert("RGB"))
+            title = grid.stem if col else f"{labels[job.name]}\n{grid.stem}"
+            axes[row, col].set_title(title, fontsize="small")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    save_plot(fig, path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def plots(out: Path, jobs: list[Job]) -> list[Path]:
     _, own = varying(jobs)
     labels = {
@@ -403,6 +454,7 @@ def plots(out: Path, jobs: list[Job]) -> list[Path]:
             out / "metrics.png", jobs, labels, metrics, _eval_series, "step", "evaluated metrics"
         ),
         samples_figure(out / "samples.png", jobs, labels),
+        progress_figure(out / "progress.png", jobs, labels),
     ]
     return [p for p in made if p is not None]
 

@@ -2,7 +2,8 @@
 
 A grid of ``n`` samples (for conditional models one class per row, ``n`` rounded up to whole
 rows), ``sample.interpolate=true`` for strips that walk the latent space between random points,
-``sample.format=npz`` for the raw samples (uint8, NHWC, as FID tools and numpy code expect). The
+``sample.format=npz`` for the raw samples (uint8, NHWC, as FID tools and numpy code expect),
+``sample.prior=<name>`` to draw from another of the model's priors than its config chose. The
 model is rebuilt from the checkpoint's own config (:func:`ganrun.runs.checkpoint.restore`) and
 its family draws the samples. Output goes to ``<run>/generated/`` unless ``out=`` names a file.
 """
@@ -10,6 +11,7 @@ its family draws the samples. Output goes to ``<run>/generated/`` unless ``out=`
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from ganrun.runs.files import atomic_write, check_writable
 from ganrun.runs.layout import GENERATED, run_dir_of
 
 FORMATS = ("png", "npz")
+PRIOR_NAME = re.compile(r"[A-Za-z0-9_]+")  # it becomes part of the output file's name
 
 
 def check_sample_config(cfg: DictConfig) -> None:
@@ -45,6 +48,11 @@ def check_sample_config(cfg: DictConfig) -> None:
         raise GanrunError(f"sample.batch_size={s.batch_size} must be at least 1")
     if s.seed < 0:
         raise GanrunError(f"sample.seed={s.seed} must be non-negative")
+    if s.prior is not None and not PRIOR_NAME.fullmatch(s.prior):
+        raise GanrunError(
+            f"sample.prior={s.prior!r} is not a prior's name (letters, digits, _); name one of "
+            "the model's priors, or leave sample.prior out for its own"
+        )
     if cfg.out is not None and Path(cfg.out).suffix.lower() != f".{s.format}":
         raise GanrunError(f"out={cfg.out} must end in .{s.format} for sample.format={s.format}")
 
@@ -52,7 +60,9 @@ def check_sample_config(cfg: DictConfig) -> None:
 def default_out(checkpoint: Path, cfg: DictConfig) -> Path:
     s = cfg.sample
     kind = "interp" if s.interpolate else f"n{cfg.n}"
-    return run_dir_of(checkpoint) / GENERATED / f"{checkpoint.stem}_{kind}_seed{s.seed}.{s.format}"
+    prior = "" if s.prior is None else f"_prior-{s.prior}"
+    name = f"{checkpoint.stem}_{kind}{prior}_seed{s.seed}.{s.format}"
+    return run_dir_of(checkpoint) / GENERATED / name
 
 
 def save_npz(path: Path, drawn: Drawn, value_range: tuple[float, float]) -> Path:
@@ -79,6 +89,8 @@ def run(cfg: DictConfig) -> Path:
     check_writable(out.parent, "choose another out=")
     snapshot = restore(checkpoint, device, cfg.data_root)
     model, s = snapshot.model, cfg.sample
+    if s.prior is not None:
+        model.use_prior(s.prior)
     if s.interpolate:
         drawn = model.interpolate(cfg.n, s.steps, s.seed, s.batch_size)
     else:

@@ -109,8 +109,7 @@ def _prepare(
     if ddp is not None:
         ddp.diverge(trainer, cfg.seed)
     check_logger(cfg)
-    statistics = [s.name for s in setup.family.statistics]
-    check_objective(cfg.objective, statistics, cfg.eval.at_end)
+    check_objective(cfg.objective, trainer.statistics + trainer.measured, cfg.eval.at_end)
     if main:
         room, why = _room_needed(cfg, trainer)
         check_writable(run_dir, "choose another hydra.run.dir", room, why)

@@ -94,6 +94,25 @@ def check_optim_config(o: DictConfig) -> None:
     )
 
 
+def check_gauss1d(d: DictConfig) -> None:
+    means, stds, weights = list(d.means), list(d.stds), list(d.weights)
+    require(d.num_points >= 1, f"data.num_points={d.num_points} must be at least 1")
+    require(len(means) >= 1, "data=gauss1d needs at least one mode: data.means=[0.0]")
+    require(
+        len(stds) in (1, len(means)),
+        f"data.stds={stds} must hold one standard deviation or one per mode ({len(means)})",
+    )
+    require(all(s > 0 for s in stds), f"data.stds={stds} must be positive")
+    require(
+        len(weights) in (0, len(means)),
+        f"data.weights={weights} must be empty (equal weights) or one per mode ({len(means)})",
+    )
+    require(
+        all(w >= 0 for w in weights) and (not weights or sum(weights) > 0),
+        f"data.weights={weights} must be non-negative with a positive sum",
+    )
+
+
 def check_data_config(d: DictConfig) -> None:
     """The ``data`` group's ranges; what needs the files (splits, sizes) is checked on loading."""
     loader_for(d.name)
@@ -110,6 +129,9 @@ def check_data_config(d: DictConfig) -> None:
             f"data.binarize={d.binarize} applies to image data sets held in memory, not "
             f"data={d.name}; leave data.binarize=none",
         )
+    if d.name == "gauss1d":
+        check_gauss1d(d)
+        return
     if d.name in POINT_DATASETS:
         require(d.num_points >= 1, f"data.num_points={d.num_points} must be at least 1")
         require(d.std > 0, f"data.std={d.std} must be positive")

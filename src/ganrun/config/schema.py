@@ -112,6 +112,11 @@ class DataConfig:
     num_points: int = 0  # ring/grid: training points
     std: float = 0.0  # ring/grid: standard deviation of every mode
     scale: float = 0.0  # ring: circle radius; grid: distance between neighbouring modes
+    # gauss1d: the 1-D mixture's modes: means, standard deviations (one, or one per mode) and
+    # weights (empty: equal)
+    means: list[float] = field(default_factory=list)
+    stds: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
     num_workers: int = 2  # folder: DataLoader worker processes decoding images (0 = in-process)
     # Bernoulli pixels (probability = intensity), the binarized MNIST of the VAE literature:
     # none | static (every split drawn once) | dynamic (training batches drawn afresh each time,
@@ -218,6 +223,9 @@ class SampleOptions:
     interpolate: bool = False  # strips of sample.steps images between random latent points
     steps: int = 10  # images per interpolation strip
     batch_size: int = 256  # generator batch size
+    # Another of the model's priors to draw from (those its family offers); None: the one its
+    # config chose. Models with one prior refuse it.
+    prior: str | None = None
 
 
 @dataclass
@@ -226,7 +234,9 @@ class SampleCommandConfig:
 
     checkpoint: str | None = None
     n: int = 64  # samples (conditional models: rounded up to whole rows, one class per row)
-    out: str | None = None  # output file; default <run>/generated/<checkpoint>_n<n>_seed<s>.<fmt>
+    # Output file; default <run>/generated/<checkpoint>_n<n>_seed<s>.<fmt> (with sample.prior:
+    # <checkpoint>_n<n>_prior-<prior>_seed<s>.<fmt>)
+    out: str | None = None
     data_root: str | None = None  # where the data lives now, if not the run's data.root
     device: DeviceConfig = field(default_factory=DeviceConfig)
     sample: SampleOptions = field(default_factory=SampleOptions)

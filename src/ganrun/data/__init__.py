@@ -23,7 +23,7 @@ from ganrun.data.base import DataInfo, RawData
 from ganrun.data.cifar10 import load_cifar10
 from ganrun.data.digits import load_digits
 from ganrun.data.folder import FolderSplit, load_folder
-from ganrun.data.mixtures import load_grid, load_ring
+from ganrun.data.mixtures import load_gauss1d, load_grid, load_ring
 from ganrun.data.mnist import load_mnist
 from ganrun.data.resident import PointSplit, ResidentSplit
 from ganrun.data.tfd import load_tfd
@@ -59,6 +59,7 @@ DATASETS: dict[str, Callable[[DataConfig], RawData]] = {
     "tfd": load_tfd,
     "ring": load_ring,
     "grid": load_grid,
+    "gauss1d": load_gauss1d,
     "folder": load_folder,
 }
 
@@ -70,8 +71,8 @@ def loader_for(name: str) -> Callable[[DataConfig], RawData]:
     return DATASETS[name]
 
 
-# Data sets of 2-D points rather than images: data.resolution and data.channels do not apply.
-POINT_DATASETS = ("ring", "grid")
+# Data sets of points rather than images: data.resolution and data.channels do not apply.
+POINT_DATASETS = ("ring", "grid", "gauss1d")
 
 # data.binarize: none | static | dynamic (see DataConfig).
 BINARIZE = ("none", "static", "dynamic")

@@ -1,9 +1,13 @@
-"""The 2-D Gaussian mixtures of the mode-collapse literature, and the scores that go with them.
+"""Gaussian mixtures with a known density: the 2-D ones of the mode-collapse literature, the 1-D
+one of the 2014 paper's Figure 1, and the scores that go with them.
 
 ``ring``: 8 modes evenly spaced on a circle (Metz et al. 2017, Unrolled GANs).
 ``grid``: 25 modes on a 5x5 grid (Srivastava et al. 2017, VEEGAN; Lin et al. 2018, PacGAN).
+``gauss1d``: a 1-D mixture of ``data.means``, ``data.stds``, ``data.weights`` (one Gaussian by
+default, as in Goodfellow et al. 2014, Figure 1).
 Points are labelled by the mode they were drawn from. The points are drawn from fixed seeds, so
-every run sees the same data set whatever ``seed`` says.
+every run sees the same data set whatever ``seed`` says. Each describes its density in
+``DataInfo.extra["mixture"]`` (:class:`ganrun.theory.Mixture`), which the theory metrics read.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 
 from ganrun.config.schema import DataConfig
 from ganrun.data.base import RawData
+from ganrun.theory import Mixture
 
 # One seed per split: the splits are independent draws, identical in every run.
 SPLIT_SEEDS = {"train": 1000, "valid": 1001, "test": 1002}
@@ -54,7 +59,11 @@ def _load(cfg: DataConfig, centers: torch.Tensor) -> RawData:
         labels=labels,
         num_classes=centers.shape[0],
         kind="points",
-        extra={"centers": centers, "std": float(cfg.std)},
+        extra={
+            "centers": centers,
+            "std": float(cfg.std),
+            "mixture": Mixture.of(centers, [cfg.std]).to_extra(),
+        },
     )
 
 
@@ -64,6 +73,24 @@ def load_ring(cfg: DataConfig) -> RawData:
 
 def load_grid(cfg: DataConfig) -> RawData:
     return _load(cfg, grid_centers(5, cfg.scale))
+
+
+def load_gauss1d(cfg: DataConfig) -> RawData:
+    mixture = Mixture.of(list(cfg.means), list(cfg.stds), list(cfg.weights))
+    sizes = {"train": cfg.num_points, "valid": cfg.valid_size, "test": cfg.valid_size}
+    points: dict[str, torch.Tensor] = {}
+    labels: dict[str, torch.Tensor | None] = {}
+    for split, n in sizes.items():
+        if n > 0:
+            gen = torch.Generator().manual_seed(SPLIT_SEEDS[split])
+            points[split], labels[split] = mixture.sample(n, gen)
+    return RawData(
+        images=points,
+        labels=labels,
+        num_classes=mixture.means.shape[0],
+        kind="points",
+        extra={"mixture": mixture.to_extra()},
+    )
 
 
 def mode_stats(samples: torch.Tensor, centers: torch.Tensor, std: float) -> dict[str, float]:

@@ -25,11 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from ganrun import theory
 from ganrun.errors import GanrunError
 from ganrun.metrics import fidelity, likelihood, parzen
 from ganrun.metrics.classifier import FEATURES
 from ganrun.metrics.context import EvalContext, as_unit_interval
 from ganrun.metrics.mixtures import mixture_stats
+from ganrun.models.family import Statistic
 
 Values = dict[str, Any]
 Result = tuple[Values, Values]
@@ -69,8 +73,11 @@ _NEEDS = {
     "samples": "samples",
     "elbo": "evidence lower bound",
     "iw_ll": "importance-weighted likelihood",
+    "log_likelihood": "exact likelihood",
+    "reconstruct": "encoder to reconstruct with",
+    "discriminator": "discriminator giving probabilities (a sigmoid D, unconditional)",
 }
-_KINDS = {"image": "an image data set", "points": "a 2-D mixture"}
+_KINDS = {"image": "an image data set", "points": "point data (gauss1d, ring, grid)"}
 
 
 # ---------------------------------------------------------------------------------- feature metrics
@@ -242,20 +249,28 @@ def _likelihood_data(ctx: EvalContext):  # noqa: ANN202 (a tensor)
     return x if n == 0 else x[:n]
 
 
+def _on_test(x: torch.Tensor, **protocol: Any) -> dict[str, Any]:
+    """The protocol of a metric computed by ganrun on the test examples ``x``."""
+    return {
+        "metric_library": "ganrun",
+        "reference_split": "test",
+        "num_real": int(x.shape[0]),
+        **protocol,
+    }
+
+
 def _elbo(ctx: EvalContext) -> Result:
     x = _likelihood_data(ctx)
     with ctx.seeded():  # the bound's z ~ q(z|x) draws
         out = likelihood.elbo(ctx.model, x, ctx.cfg.batch_size)
     return (
         {"elbo": out["mean"], "elbo_se": out["se"]},
-        {
-            "metric_library": "ganrun",
-            "reference_split": "test",
-            "num_real": int(x.shape[0]),
-            "seed": ctx.cfg.seed,
-            "units": "nats per example",
-            "binarize": ctx.run_config.data.binarize,
-        },
+        _on_test(
+            x,
+            seed=ctx.cfg.seed,
+            units="nats per example",
+            binarize=ctx.run_config.data.binarize,
+        ),
     )
 
 
@@ -265,20 +280,44 @@ def _iw_ll(ctx: EvalContext) -> Result:
         out = likelihood.importance_log_likelihood(ctx.model, x, ctx.cfg.iw_samples)
     return (
         {"iw_ll": out["mean"], "iw_ll_se": out["se"]},
-        {
-            "metric_library": "ganrun",
-            "reference_split": "test",
-            "num_real": int(x.shape[0]),
-            "k": ctx.cfg.iw_samples,
-            "seed": ctx.cfg.seed,
-            "units": "nats per example",
-            "binarize": ctx.run_config.data.binarize,
-        },
+        _on_test(
+            x,
+            k=ctx.cfg.iw_samples,
+            seed=ctx.cfg.seed,
+            units="nats per example",
+            binarize=ctx.run_config.data.binarize,
+        ),
+    )
+
+
+def _test_ll(ctx: EvalContext) -> Result:
+    x = _likelihood_data(ctx)
+    out = likelihood.exact_log_likelihood(ctx.model, x, ctx.cfg.batch_size)
+    return (
+        {"test_ll": out["mean"], "test_ll_se": out["se"]},
+        _on_test(
+            x,
+            units="nats per example",
+            value_range=list(ctx.info.value_range),
+            binarize=ctx.run_config.data.get("binarize"),
+        ),
+    )
+
+
+def _recon_mse(ctx: EvalContext) -> Result:
+    x = _likelihood_data(ctx)
+    with ctx.seeded():  # corruption or sampling a family may draw while encoding
+        out = likelihood.reconstruction_error(
+            ctx.model, x, ctx.info.value_range, ctx.cfg.batch_size
+        )
+    return (
+        {"recon_mse": out["mean"], "recon_mse_se": out["se"]},
+        _on_test(x, seed=ctx.cfg.seed, units="mean squared error per pixel, pixels in [0, 1]"),
     )
 
 
 def _check_test(ctx: EvalContext) -> None:
-    ctx.require_split("test", "the VAE likelihood")
+    ctx.require_split("test", "the likelihood or reconstruction")
 
 
 def _modes(ctx: EvalContext) -> Result:
@@ -289,6 +328,63 @@ def _modes(ctx: EvalContext) -> Result:
         "seed": ctx.cfg.seed,
         "quality_radius": "3 std",
     }
+
+
+def _mixture(ctx: EvalContext) -> theory.Mixture:
+    mixture = theory.Mixture.from_extra(ctx.info.extra)
+    if mixture is None:
+        raise GanrunError(
+            f"data={ctx.info.name} has no known density to compare samples with; the theory "
+            "metrics need data=gauss1d, ring or grid"
+        )
+    return mixture
+
+
+def _theory_protocol(ctx: EvalContext, comparison: theory.Comparison, n: int) -> Values:
+    return {
+        "metric_library": "ganrun",
+        "protocol": "p_data exact, p_g by Gaussian KDE on a grid (ganrun.theory)",
+        "num_generated": n,
+        "seed": ctx.cfg.seed,
+        "grid_cells": list(comparison.grid.shape),
+        "units": "nats",
+    }
+
+
+def _jsd(ctx: EvalContext) -> Result:
+    mixture, n = _mixture(ctx), ctx.cfg.num_samples
+    comparison = theory.compare(mixture, ctx.samples(n))
+    # The estimator's floor: the same estimate from n points of the data itself.
+    real, _ = ctx.split(ctx.cfg.reference_split).all()
+    floor = theory.compare(mixture, real[:n]).jsd()
+    protocol = _theory_protocol(ctx, comparison, n)
+    protocol.update(floor_split=ctx.cfg.reference_split, floor_points=int(min(n, len(real))))
+    return {**comparison.values(), "jsd_floor": floor}, protocol
+
+
+def _d_gap(ctx: EvalContext) -> Result:
+    mixture, n = _mixture(ctx), ctx.cfg.num_samples
+    comparison = theory.compare(mixture, ctx.samples(n))
+    real, _ = ctx.split(ctx.cfg.reference_split).all()
+    real = real[: ctx.num_real()]
+    value = theory.d_gap(comparison, mixture, real, ctx.model.discriminate(real))
+    protocol = _theory_protocol(ctx, comparison, n)
+    protocol.update(reference_split=ctx.cfg.reference_split, num_real=int(real.shape[0]))
+    return {"d_gap": value}, protocol
+
+
+def _check_mixture(ctx: EvalContext) -> None:
+    _mixture(ctx)
+
+
+# What ganrun train writes to metrics.csv besides a family's statistics on data with a known
+# density, every train.sample_every steps (ganrun.theory.measure); `ganrun report` plots them.
+THEORY = (
+    Statistic("jsd", "JSD(p_data || p_g), nats", panel="theory"),
+    Statistic("c_g", "C(G) = -log 4 + 2 JSD", panel="theory"),
+    Statistic("v_dstar", "V(D*, G), from the densities", panel="theory"),
+    Statistic("d_gap", "E_data |D - D*|", panel="theory"),
+)
 
 
 def _lower(name: str) -> tuple[Column, ...]:
@@ -324,6 +420,14 @@ METRICS: dict[str, Metric] = {
                    check=_check_test),
     "iw_ll": Metric(_iw_ll, (Column("iw_ll", HIGHER), Column("iw_ll_se")), needs="iw_ll",
                     check=_check_test),
+    "test_ll": Metric(_test_ll, (Column("test_ll", HIGHER), Column("test_ll_se")),
+                      needs="log_likelihood", check=_check_test),
+    "recon_mse": Metric(_recon_mse, (Column("recon_mse", LOWER), Column("recon_mse_se")),
+                        needs="reconstruct", check=_check_test),
+    "jsd": Metric(_jsd, (Column("jsd", LOWER), Column("c_g", LOWER), Column("v_dstar", LOWER),
+                         Column("jsd_floor")), data="points", check=_check_mixture),
+    "d_gap": Metric(_d_gap, _lower("d_gap"), needs="discriminator", data="points",
+                    check=_check_mixture),
     "modes": Metric(_modes, (Column("modes_covered", HIGHER), Column("high_quality", HIGHER),
                              Column("num_modes"), Column("mode_kl", LOWER)), data="points"),
 }
@@ -349,4 +453,13 @@ def direction(column: str) -> str | None:
     return None
 
 
-__all__ = ["HIGHER", "LOWER", "METRICS", "Column", "EvalContext", "Metric", "direction"]
+__all__ = [
+    "HIGHER",
+    "LOWER",
+    "METRICS",
+    "THEORY",
+    "Column",
+    "EvalContext",
+    "Metric",
+    "direction",
+]

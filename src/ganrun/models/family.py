@@ -83,7 +83,10 @@ class Model(ABC):
     #: Networks that ``model.ema_decay`` keeps an average of.
     averaged: ClassVar[tuple[str, ...]] = ()
     #: What metrics may ask of this model (``ganrun.metrics`` names its needs the same way):
-    #: "samples" (:meth:`generate`), "elbo" and "iw_ll" (likelihood bounds).
+    #: "samples" (:meth:`generate`), "elbo" and "iw_ll" (likelihood bounds), "log_likelihood"
+    #: (``log_likelihood(x)``: exact, nats per example), "reconstruct" (``reconstruct(x)``:
+    #: decode(encode(x)) in the data's range), "discriminator" (``discriminate(x)``: D(x) as a
+    #: probability).
     provides: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: DictConfig, info: DataInfo, networks: dict[str, nn.Module]) -> None:
@@ -166,6 +169,12 @@ class Model(ABC):
         :attr:`sync_gradients` itself."""
         return False
 
+    @property
+    def converged(self) -> bool:
+        """Whether training has nothing left to gain (EM's log-likelihood stopped rising): the
+        run then ends before ``train.steps``, with its checkpoint, as at the last step."""
+        return False
+
     def extra_state(self) -> dict[str, Any]:
         """State beyond networks, averages and optimizers that a checkpoint must keep (tensors,
         numbers, strings and containers only)."""
@@ -222,6 +231,13 @@ class Model(ABC):
             f"model={self.cfg.name} has no latent space to walk; drop sample.interpolate=true"
         )
 
+    def use_prior(self, name: str) -> None:
+        """Draw samples (:meth:`generate`, :meth:`sample`, :meth:`interpolate`) from the prior
+        ``name`` from now on, rather than the one the model config chose: ``ganrun sample
+        sample.prior=<name>``. Families whose models have several priors override this and
+        refuse names they do not have; by default there is one prior and nothing to choose."""
+        raise GanrunError(f"model={self.cfg.name} draws from one prior only; drop sample.prior")
+
     def figures(self, step: int, data: Data) -> list[Figure]:
         """What the run's samples/ folder shows at ``step``; the first is the main grid."""
         return []
@@ -238,6 +254,9 @@ class Family(ABC):
     schema: ClassVar[type]
     #: What the training step returns, in order: the columns of metrics.csv.
     statistics: ClassVar[tuple[Statistic, ...]]
+    #: Model settings that change how long training goes or how samples are drawn, not what
+    #: the weights mean (``max_iter`` of an EM fit): a run may continue under other values.
+    adjustable: ClassVar[tuple[str, ...]] = ()
     #: Whether ``train.simultaneous=true`` (the 2014 code's joint update) applies.
     simultaneous: ClassVar[bool] = False
 
@@ -253,7 +272,8 @@ class Family(ABC):
         return ("image",)
 
     def value_range(self, cfg: DictConfig) -> tuple[float, float]:
-        """The range the model's samples live in; the data is scaled to it."""
+        """The range the model's samples live in; the data is scaled to it. By default that of
+        its ``model.output`` layer (tanh where it has none)."""
         return output_range(cfg.get("output", "tanh"))
 
     def arch(self, cfg: DictConfig) -> str | None:

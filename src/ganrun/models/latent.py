@@ -2,8 +2,9 @@
 
 :class:`LatentModel` draws z from the prior (``model.noise``, ``model.noise_scale``), labels for
 class-conditional models (``model.conditional``), runs the sampling network in batches, plans the
-grids and interpolation strips of ``ganrun sample``, and shows the fixed-noise grid (a scatter
-plot over the data for 2-D points) during training.
+grids and interpolation strips of ``ganrun sample``, and shows the fixed-noise grid during
+training: a scatter plot over the data for 2-D points, and for 1-D points the densities of the
+2014 paper's Figure 1 (p_data, p_g, D and D*, and the mapping z -> x).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from ganrun import theory
 from ganrun.errors import GanrunError
-from ganrun.images import Figure, Grid, Scatter, default_nrow
+from ganrun.images import Densities, Figure, Grid, Scatter, default_nrow
 from ganrun.models.family import Drawn, Model
 from ganrun.runs.layout import figure_name
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from ganrun.data import Data
 
 POINTS_PLOTTED = 2000  # generated (and real) points in each scatter plot of 2-D data
+DENSITY_SAMPLES = 10000  # samples behind each estimate of p_g in the figures of 1-D data
+ARROWS = 25  # z -> G(z) arrows in a 1-D figure, at evenly spaced quantiles of z
 
 
 def sample_noise(
@@ -155,7 +159,8 @@ class LatentModel(Model):
             gen = torch.Generator(device=device).manual_seed(self.run_cfg.seed + 2)
             n = self.run_cfg.train.num_samples
             if self.info.kind == "points":
-                n = max(n, POINTS_PLOTTED)  # a scatter plot needs many more points than a grid
+                # A scatter plot needs many more points than a grid, a density estimate more still.
+                n = max(n, DENSITY_SAMPLES if self.info.channels == 1 else POINTS_PLOTTED)
             z = sample_noise(self.cfg, n, device, gen)
             labels, cols = None, None
             if self.num_classes:
@@ -174,6 +179,8 @@ class LatentModel(Model):
         try:
             out = net(z, labels)
             name = figure_name(step)
+            if self.info.kind == "points" and self.info.channels == 1:
+                return [self.densities(name, z, out, step)]
             if self.info.kind == "points":
                 real = data.train.images[:POINTS_PLOTTED]
                 centers = self.info.extra.get("centers")
@@ -182,6 +189,34 @@ class LatentModel(Model):
             return shown + self.more_figures(step, data, net)
         finally:
             net.train(was_training)
+
+    def densities(self, name: str, z: torch.Tensor, out: torch.Tensor, step: int) -> Densities:
+        """The 1-D figure of samples ``out`` = G(z): p_g estimated from them against p_data, D
+        where the model has one, and D* = p_data / (p_data + p_g)."""
+        mixture = theory.Mixture.from_extra(self.info.extra)
+        if mixture is None:
+            raise GanrunError(f"data={self.info.name} has no known density to draw 1-D samples on")
+        comparison = theory.compare(mixture, out)
+        x = comparison.grid.axes[0]
+        d = None
+        if "discriminator" in self.provides:
+            d = self.discriminate(x.float().view(-1, 1))
+        zs = gz = None
+        if z.shape[1] == 1:  # the paper's picture: one line of z below the line of x
+            order = z[:, 0].argsort()
+            pick = order[torch.linspace(0, z.shape[0] - 1, ARROWS).round().long()]
+            zs, gz = z[pick, 0].cpu(), out[pick, 0].cpu()
+        return Densities(
+            name,
+            x,
+            comparison.p_data,
+            comparison.p_g,
+            d,
+            comparison.d_star(),
+            zs,
+            gz,
+            title=f"step {step}: JSD(p_data || p_g) = {comparison.jsd():.4f} nats",
+        )
 
     def more_figures(self, step: int, data: Data, net: torch.nn.Module) -> list[Figure]:
         """Figures beyond the sample grid (the VAE's reconstructions), drawn in eval mode."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,29 +171,40 @@ _FIXED_GROUPS = ("model", "data", "loss")
 _MOVABLE = {"data.root", "data.download", "data.num_workers"}
 
 
-def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``key=saved (now current)`` for each model/data/loss setting that differs.
+def config_changes(
+    saved: dict[str, Any], current: dict[str, Any], movable: Iterable[str] = ()
+) -> list[str]:
+    """``key=saved (now current)`` for each model/data/loss setting that differs, except the
+    ``movable`` ones (the model family's :attr:`~ganrun.models.family.Family.adjustable`).
 
     A setting the checkpoint does not know (added by a later ganrun, whose defaults keep old
     behaviour) or that this ganrun no longer has is not a change.
     """
+    movable = _MOVABLE | set(movable)
     old, new = (flat_settings({g: c.get(g, {}) for g in _FIXED_GROUPS}) for c in (saved, current))
     return [
         f"{key}={old[key]} (now {new[key]})"
         for key in sorted(old.keys() & new.keys())
-        if key not in _MOVABLE and old[key] != new[key]
+        if key not in movable and old[key] != new[key]
     ]
 
 
-def check_resumable(payload: dict[str, Any], path: Path, family: str, config: DictConfig) -> None:
+def check_resumable(
+    payload: dict[str, Any],
+    path: Path,
+    family: str,
+    config: DictConfig,
+    movable: Iterable[str] = (),
+) -> None:
     """Refuse to continue a checkpoint of another family, or of another model, data set or
-    loss than ``config`` describes."""
+    loss than ``config`` describes (``movable`` settings aside)."""
     if payload.get("family") != family:
         raise GanrunError(
             f"checkpoint {path} holds a {payload.get('family')} model, not a {family}"
         )
     saved = payload.get("config")
-    changes = config_changes(saved, OmegaConf.to_container(config, resolve=True)) if saved else []
+    current = OmegaConf.to_container(config, resolve=True)
+    changes = config_changes(saved, current, movable) if saved else []
     if changes:
         more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
         raise GanrunError(

@@ -2,8 +2,10 @@
 TensorBoard files.
 
 metrics.csv has one row per step: the step, the family's statistics (declared beside its training
-step, :meth:`ganrun.models.family.Family.statistics`) and ``sec_per_step``. Statistics stay on the
-device as tensors and are read (one host sync) a window of steps at a time.
+step, :meth:`ganrun.models.family.Family.statistics`), the values measured only every
+``train.sample_every`` steps (the theory's ``jsd``, ``c_g``, ... on data with a known density;
+empty cells on the other steps) and ``sec_per_step``. Statistics stay on the device as tensors
+and are read (one host sync) a window of steps at a time.
 
 TensorBoard writes local event files under ``<run>/tensorboard/`` (no account, no network):
 every metrics.csv value as a scalar, each sample grid as an image, and at the end the run's
@@ -29,7 +31,9 @@ from ganrun.runs.files import read_metrics_csv, set_aside
 
 log = logging.getLogger("ganrun")
 
-Window = list[tuple[int, dict[str, torch.Tensor], float]]  # (step, statistics, seconds) per step
+# (step, statistics, seconds) per step; the statistics are 0-d tensors, and floats for the values
+# measured on that step only.
+Window = list[tuple[int, dict[str, Any], float]]
 
 TENSORBOARD_DIR = "tensorboard"
 LOGGERS = ("csv", "tensorboard")
@@ -53,13 +57,21 @@ def csv_header(statistics: list[str]) -> list[str]:
     return ["step", *statistics, "sec_per_step"]
 
 
-def rows_to_keep(path: Path, statistics: list[str], until: int) -> list[list[str]]:
+def rows_to_keep(
+    path: Path, statistics: list[str], until: int, measured: list[str] | None = None
+) -> list[list[str]]:
     """The rows of a run's metrics.csv that a run resumed at step ``until`` keeps (the steps
     after it will be run again). A file with other columns is refused (it was edited, or belongs
     to another run: appending would put numbers under the wrong names); rows that cannot be
-    trusted are left out, with a warning that counts them."""
+    trusted are left out, with a warning that counts them. A file written before ganrun measured
+    the ``measured`` columns keeps its rows, with those cells empty."""
     table = read_metrics_csv(path)
-    expected = csv_header(statistics)
+    measured = measured or []
+    expected = csv_header(statistics + measured)
+    if measured and table.header == csv_header(statistics):
+        blank = [""] * len(measured)
+        table.rows = [[*r[:-1], *blank, r[-1]] for r in table.rows]
+        table.header = expected
     if table.header and table.header != expected:
         raise GanrunError(
             f"{path} has the columns {','.join(table.header)}, not this run's "
@@ -79,22 +91,30 @@ def _unwritten(path: Path, exc: OSError) -> GanrunError:
 
 
 class MetricsLog:
-    """metrics.csv: one row per step, written a window at a time (one host sync per window)."""
+    """metrics.csv: one row per step, written a window at a time (one host sync per window).
+    ``measured`` columns are filled on the steps whose statistics hold them, empty elsewhere."""
 
-    def __init__(self, path: Path, statistics: list[str], kept: list[list[str]]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        statistics: list[str],
+        kept: list[list[str]],
+        measured: list[str] | None = None,
+    ) -> None:
         self.path = path
         self.statistics = statistics
+        self.measured = measured or []
         self.checked = False
         try:
             self.file = path.open("w", newline="")
             self.writer = csv.writer(self.file)
-            self.writer.writerow(csv_header(statistics))
+            self.writer.writerow(csv_header(statistics + self.measured))
             self.writer.writerows(kept)
         except OSError as exc:
             raise _unwritten(path, exc) from exc
 
     def write(self, window: Window) -> dict[str, float]:
-        keys = list(window[0][1])
+        keys = [k for k in window[0][1] if k not in self.measured]
         if not self.checked:
             if keys != self.statistics:  # what the report and the objective check rely on
                 raise GanrunError(
@@ -105,8 +125,9 @@ class MetricsLog:
         stacked = torch.stack([torch.stack([s[k].float() for k in keys]) for _, s, _ in window])
         values = stacked.cpu().tolist()  # the one host sync for the whole window
         try:
-            for (step, _, seconds), row in zip(window, values, strict=True):
-                self.writer.writerow([step, *(f"{v:.6g}" for v in row), f"{seconds:.6g}"])
+            for (step, stats, seconds), row in zip(window, values, strict=True):
+                extra = [f"{stats[k]:.6g}" if k in stats else "" for k in self.measured]
+                self.writer.writerow([step, *(f"{v:.6g}" for v in row), *extra, f"{seconds:.6g}"])
             self.file.flush()
         except OSError as exc:
             raise _unwritten(self.path, exc) from exc
@@ -117,7 +138,8 @@ class MetricsLog:
                     f"training diverged at step {step}: {', '.join(bad)} is not finite; the "
                     "last good checkpoint is kept; lower optim.lr or check the data"
                 )
-        return {"step": window[-1][0], **dict(zip(keys, values[-1], strict=True))}
+        measured = {k: float(v) for k, v in window[-1][1].items() if k in self.measured}
+        return {"step": window[-1][0], **dict(zip(keys, values[-1], strict=True)), **measured}
 
     def close(self) -> None:
         try:
@@ -154,7 +176,7 @@ class TensorBoardLog:
     def write(self, window: Window) -> dict[str, float]:
         last = self.metrics.write(window)  # the host sync and the divergence check happen here
         for step, stats, seconds in window:
-            for key, value in stats.items():
+            for key, value in stats.items():  # measured values only on the steps that have them
                 self.writer.add_scalar(f"train/{key}", float(value), step)
             self.writer.add_scalar("train/sec_per_step", seconds, step)
         self.last = last

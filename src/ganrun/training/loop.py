@@ -3,8 +3,11 @@
 Each step is the family's (:meth:`ganrun.models.family.Model.training_step`); around it the loop
 applies the optimizer schedules, writes metrics.csv a window at a time, the family's figures every
 ``train.sample_every`` steps and a checkpoint every ``train.checkpoint_every`` steps
-(:mod:`ganrun.runs.checkpoint`), scores the model every ``eval.every`` steps, and stops cleanly on
-SIGINT/SIGTERM (and submitit's preemption signal) with a checkpoint and the command that continues.
+(:mod:`ganrun.runs.checkpoint`), scores the model every ``eval.every`` steps, measures the 2014
+paper's theory with the figures on data with a known density (:mod:`ganrun.theory`), ends early
+where the model has converged (:attr:`ganrun.models.family.Model.converged`: EM), and stops
+cleanly on SIGINT/SIGTERM (and submitit's preemption signal) with a checkpoint and the command
+that continues.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ganrun import theory
 from ganrun.errors import GanrunError
 from ganrun.images import Grid
 from ganrun.models.optim import apply_schedule
@@ -53,6 +57,12 @@ class Trainer:
         self.scoring = scoring  # None: no eval.every here (or a DDP rank other than 0)
         self.best = BestCheckpoint(self.cfg.eval)
         self.statistics = [s.name for s in setup.family.statistics]
+        # On data with a known density, the theory's values join metrics.csv with the figures.
+        self.mixture = theory.Mixture.from_extra(setup.data.info.extra)
+        self.measured: list[str] = []
+        if self.mixture is not None and "samples" in self.model.provides:
+            self.measured = theory.measured_columns(self.model)
+        self.log_images: Callable[..., None] | None = None  # logger=tensorboard, during fit()
         self.kept_rows: list[list[str]] = []  # of metrics.csv, when resuming
         # Training noise comes from a generator of its own, so resuming restores it exactly.
         self.noise = torch.Generator(device=setup.device).manual_seed(self.cfg.seed + 1)
@@ -62,7 +72,7 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         cfg = self.cfg.train
         metrics = with_loggers(
-            MetricsLog(self.run_dir / METRICS_FILE, self.statistics, self.kept_rows),
+            MetricsLog(self.run_dir / METRICS_FILE, self.statistics, self.kept_rows, self.measured),
             self.cfg,
             self.run_dir,
         )
@@ -84,9 +94,12 @@ class Trainer:
                 apply_schedule(self.cfg.optim, model.optimizers, model.lr_scales, self.step)
                 stats = model.training_step(batches, noise)
                 self.step += 1
-                window.append((self.step, stats, time.perf_counter() - start))
+                seconds = time.perf_counter() - start
+                done = self.step == cfg.steps or stop.requested is not None or model.converged
+                if self.measured and (self.step % cfg.sample_every == 0 or done):
+                    stats = {**stats, **self.measure()}
+                window.append((self.step, stats, seconds))
                 bar.update(1)
-                done = self.step == cfg.steps or stop.requested is not None
                 keep = self.step % cfg.checkpoint_every == 0 or done
                 # Flush before every checkpoint too: a checkpoint is only written once every
                 # step before it is known to be finite, so the latest one is always good.
@@ -133,7 +146,7 @@ class Trainer:
             state = self.state()
             checkpoint.save_checkpoint(state, folder / BEST)
             checkpoint.save_checkpoint(state, folder / LAST)  # now remembers the best too
-            best = self.best.state or {}
+            best = self.best.state
             log.info(
                 "best %s=%.6g at step %d -> %s",
                 best["metric"],
@@ -141,6 +154,22 @@ class Trainer:
                 self.step,
                 folder / BEST,
             )
+
+    def measure(self) -> dict[str, float]:
+        """The theory's values for the current weights (:func:`ganrun.theory.measure`): from
+        samples of a seed of their own and the validation points, so training's random streams
+        are untouched and every run measures on the same inputs."""
+        assert self.mixture is not None
+        data = self.setup.data
+        real, _ = data.split("valid" if "valid" in data.splits else data.train_split).all()
+        return theory.measure(
+            self.model,
+            self.mixture,
+            real[: theory.MEASURED_POINTS],
+            theory.MEASURED_POINTS,
+            self.cfg.seed + 4,
+            self.cfg.eval.batch_size,
+        )
 
     def check_weights(self) -> None:
         """Refuse to checkpoint non-finite weights (losses are checked as metrics are written)."""
@@ -157,7 +186,7 @@ class Trainer:
         """The family's figures of this step in samples/ (the first also to TensorBoard)."""
         figures = self.model.figures(self.step, self.setup.data)
         first = figures[0] if figures else None
-        if isinstance(first, Grid) and getattr(self, "log_images", None) is not None:
+        if isinstance(first, Grid) and self.log_images is not None:
             self.log_images(self.step, first.images, first.value_range, first.nrow)
         return [figure.save(self.run_dir / SAMPLES) for figure in figures]
 
@@ -181,7 +210,9 @@ class Trainer:
             log.info("resume=auto: no checkpoint in %s yet, starting from step 0", path.parent)
             return
         payload = checkpoint.load_checkpoint(path, map_location=self.setup.device)
-        checkpoint.check_resumable(payload, path, self.setup.family.name, self.cfg)
+        family = self.setup.family
+        movable = [f"model.{key}" for key in family.adjustable]
+        checkpoint.check_resumable(payload, path, family.name, self.cfg, movable)
         checkpoint.load_state(payload, self.model, path, training=True)
         try:
             checkpoint.restore_rng(payload["rng"], self.noise, self.setup.batches)
@@ -189,5 +220,7 @@ class Trainer:
             raise GanrunError(f"checkpoint {path} has no usable random state: {exc}") from exc
         self.step = int(payload["step"])
         self.best.load(payload.get("best"))
-        self.kept_rows = rows_to_keep(self.run_dir / METRICS_FILE, self.statistics, self.step)
+        self.kept_rows = rows_to_keep(
+            self.run_dir / METRICS_FILE, self.statistics, self.step, self.measured
+        )
         log.info("resumed from %s at step %d", path, self.step)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError, require
-from ganrun.models.family import Family, ModelConfig, Statistic, output_range
+from ganrun.models.family import Family, ModelConfig, Statistic
 from ganrun.models.latent import LatentModel
 from ganrun.models.losses import LOSSES, d_of, gradient_penalty
 from ganrun.models.nets import dcgan, infogan, mlp
@@ -56,6 +56,20 @@ MLP_MODEL = "gan"
 
 class GanModel(LatentModel):
     averaged = ("generator",)
+
+    @property
+    def provides(self) -> frozenset[str]:  # type: ignore[override]
+        # D(x) is a probability only for a sigmoid D, and needs no label only unconditionally:
+        # then the theory metrics may compare it with D* (d_gap, the 1-D figures).
+        if self.cfg.critic or self.cfg.conditional:
+            return frozenset({"samples"})
+        return frozenset({"samples", "discriminator"})
+
+    @torch.no_grad()
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """D(x) as a probability, in eval mode (no dropout), on the CPU."""
+        with self.evaluating():
+            return d_of(self.D(x.to(self.device)), critic=False).reshape(-1).float().cpu()
 
     @property
     def G(self) -> torch.nn.Module:
@@ -244,9 +258,6 @@ class GAN(Family):
                 f"model.conditional=true needs labels, but the {cfg.data.train_split!r} split of "
                 f"data={cfg.data.name} has none; use model.conditional=false"
             )
-
-    def value_range(self, cfg: DictConfig) -> tuple[float, float]:
-        return output_range(cfg.output)
 
     def build(self, cfg: DictConfig, info: DataInfo) -> GanModel:
         self._check_arch(cfg)

@@ -25,9 +25,10 @@ from torch import nn
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError, require
 from ganrun.images import Figure, Grid
-from ganrun.models.family import Family, ModelConfig, Statistic, output_range
+from ganrun.models.family import Family, ModelConfig, Statistic
 from ganrun.models.latent import LatentModel
-from ganrun.models.nets import dcgan, infogan
+from ganrun.models.nets import infogan
+from ganrun.models.nets.autoencoder import Nets, conv_nets, mlp_nets
 from ganrun.runs.layout import figure_name
 
 if TYPE_CHECKING:
@@ -52,35 +53,8 @@ class VaeConfig(ModelConfig):
     conditional: bool = False  # no conditional variant; refused when set
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers[:-1])  # no activation after the last layer
-
-
-# Each returns (encoder, its feature count, decoder): the encoder maps images to flat features,
-# the decoder maps z to the logits (Bernoulli) or means (Gaussian) of the pixels.
-Nets = tuple[nn.Module, int, nn.Module]
-
-
-def _mlp_nets(cfg: DictConfig, info: DataInfo) -> Nets:
-    pixels = info.channels * info.resolution**2
-    encoder = nn.Sequential(nn.Flatten(), _mlp([pixels, *cfg.g_hidden]), nn.ReLU())
-    features = cfg.g_hidden[-1] if cfg.g_hidden else pixels
-    return encoder, features, _mlp([cfg.latent_dim, *reversed(cfg.g_hidden), pixels])
-
-
-def _conv_nets(cfg: DictConfig, info: DataInfo) -> Nets:
-    trunk = dcgan.Discriminator(info.channels, info.resolution, cfg.width, True)
-    start, _ = dcgan.plan(info.resolution)
-    features = trunk.head.in_channels * start * start
-    # DCGAN's generator without its output activation: the likelihood applies it.
-    g = dcgan.Generator(cfg.latent_dim, info.channels, info.resolution, cfg.width, "tanh")
-    decoder = nn.Sequential(nn.Unflatten(1, (cfg.latent_dim, 1, 1)), *list(g.net)[:-1])
-    return nn.Sequential(trunk.net, nn.Flatten()), features, decoder
-
-
+# Lucic et al.'s networks are this family's alone; the MLP and DCGAN-style ones are shared with
+# the other families that encode (ganrun.models.nets.autoencoder).
 def _infogan_nets(cfg: DictConfig, info: DataInfo) -> Nets:
     d = infogan.Discriminator(cfg, info)
     g = infogan.Generator(cfg, info, negative_slope=0.0)  # compare_gan's VAE decodes with ReLU
@@ -91,8 +65,8 @@ def _infogan_nets(cfg: DictConfig, info: DataInfo) -> Nets:
 
 # model.arch=<name> of the VAE.
 ARCHS: dict[str, Callable[[DictConfig, DataInfo], Nets]] = {
-    "mlp": _mlp_nets,
-    "conv": _conv_nets,
+    "mlp": mlp_nets,
+    "conv": conv_nets,
     "infogan": _infogan_nets,
 }
 
@@ -175,7 +149,7 @@ class VAE(nn.Module):
 class VaeModel(LatentModel):
     sampler = "vae"
     averaged = ("vae",)
-    provides = frozenset({"samples", "elbo", "iw_ll"})
+    provides = frozenset({"samples", "elbo", "iw_ll", "reconstruct"})
 
     def configure_training(self, cfg: DictConfig, fused: bool) -> None:
         super().configure_training(cfg, fused)
@@ -208,6 +182,13 @@ class VaeModel(LatentModel):
         """The evidence lower bound per example (nats), one sample of z."""
         return self.network("vae").elbo(x)
 
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decodes of the posterior means: the mean of p(x | z = mu(x))."""
+        net = self.network("vae")
+        with self.evaluating():
+            return net(net.encode(x)[0])
+
     def importance_log_likelihood(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """The importance-weighted bound per example (nats) with ``k`` samples."""
         return self.network("vae").importance_log_likelihood(x, k)
@@ -225,9 +206,6 @@ class VAEFamily(Family):
 
     def arch(self, cfg: DictConfig) -> str | None:
         return cfg.arch
-
-    def value_range(self, cfg: DictConfig) -> tuple[float, float]:
-        return output_range(cfg.output)
 
     def check(self, cfg: DictConfig) -> None:
         m = cfg.model
