@@ -156,6 +156,8 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, fragment)
 def test_helpers():
     assert higher_is_better("is_digits_cnn_mean") and higher_is_better("best_precision")
     assert not higher_is_better("fid") and not higher_is_better("is_mean_std")
+    # Training statistics rank as their family declares: a log-likelihood up, a loss down.
+    assert higher_is_better("ll") and not higher_is_better("loss_g")
     assert _smooth([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
     smoothed = _smooth([float(i % 2) for i in range(1000)])
     assert max(smoothed[20:]) - min(smoothed[20:]) < 0.2

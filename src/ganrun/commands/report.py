@@ -45,9 +45,15 @@ LOSSES = "losses"  # the panel of every training value its family puts in no oth
 
 
 def higher_is_better(column: str) -> bool:
-    """Whether a larger value ranks first: as the metric that writes the column declares
-    (``best_<metric>`` ranks like its metric); everything else is minimised."""
-    return direction(column.removeprefix("best_")) == HIGHER
+    """Whether a larger value ranks first: as the metric or the training statistic that writes
+    the column declares (``best_<metric>`` ranks like its metric); everything else is
+    minimised."""
+    name = column.removeprefix("best_")
+    better = direction(name)
+    if better is not None:
+        return better == HIGHER
+    stat = _declared(name)
+    return stat is not None and stat.higher
 
 
 def _declared(name: str) -> Statistic | None:

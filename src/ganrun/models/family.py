@@ -53,6 +53,7 @@ class Statistic:
     name: str
     meaning: str
     panel: str = "losses"  # the `ganrun report` figure that plots it: losses | d_outputs
+    higher: bool = False  # a larger value is better (a log-likelihood): the report ranks so
 
 
 @dataclass

@@ -467,7 +467,7 @@ class GMMFamily(Family):
     schema = GmmConfig
     adjustable = ("max_iter", "tol", "temperature")
     statistics = (  # what GmmModel.training_step returns
-        Statistic("ll", "mean log-likelihood of the training examples after this EM iteration"),
+        Statistic("ll", "mean training log-likelihood after this EM iteration", higher=True),
         Statistic("change", "ll minus that of the iteration before (EM never lowers it)"),
     )
 
