@@ -305,6 +305,10 @@ class AeModel(Model):
         return {"loss": loss.detach(), "recon": recon.detach(), "sparsity": penalty.detach()}
 
     # ------------------------------------------------------------------------------ using it
+    @property
+    def weights(self) -> str:
+        return "ema" if self.averages else NET
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """decode(encode(x)) in eval mode, uncorrupted, in the data's value range."""
