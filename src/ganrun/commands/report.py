@@ -358,50 +358,67 @@ def _eval_series(job: Job, metric: str) -> list[tuple[int, float]]:
     return eval_metrics(job).get(metric, [])
 
 
+def sample_grids(job: Job) -> list[Path]:
+    """The run's training sample grids, in step order."""
+    return sorted((job.path / SAMPLES).glob(SAMPLE_GRIDS), key=lambda p: natural_key(p.name))
+
+
 def latest_sample(job: Job) -> Path | None:
-    grids = sorted((job.path / SAMPLES).glob(SAMPLE_GRIDS), key=lambda p: natural_key(p.name))
+    grids = sample_grids(job)
     return grids[-1] if grids else None
 
 
-def samples_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path | None:
+Cell = tuple[tuple[int, int], Path, str]  # (row, column), a PNG, its title
+
+
+def _picture_table(
+    path: Path, cells: list[Cell], shape: tuple[int, int], size: tuple[float, float], dpi: int
+) -> Path:
+    """PNG files in a table of ``shape`` (rows, columns) panels of ``size`` inches, each under
+    its title; panels without a picture stay blank."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    (rows, cols), (width, height) = shape, size
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for (row, col), picture, title in cells:
+        with Image.open(picture) as image:
+            axes[row, col].imshow(image.convert("RGB"))
+        axes[row, col].set_title(title, fontsize="small")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    save_plot(fig, path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def samples_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path | None:
+    """The latest sample grid of every run, four to a row."""
     grids = [(job, latest_sample(job)) for job in jobs]
     grids = [(job, g) for job, g in grids if g is not None]
     if not grids:
         return None
     cols = min(4, len(grids))
-    rows = math.ceil(len(grids) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
-    for ax, (job, grid) in zip(axes.flat, grids, strict=False):
-        with Image.open(grid) as image:
-            ax.imshow(image.convert("RGB"))
-        ax.set_title(f"{labels[job.name]}\n{grid.stem}", fontsize="small")
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
-    save_plot(fig, path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    cells = [
+        ((i // cols, i % cols), grid, f"{labels[job.name]}\n{grid.stem}")
+        for i, (job, grid) in enumerate(grids)
+    ]
+    return _picture_table(path, cells, (math.ceil(len(grids) / cols), cols), (3.2, 3.5), 100)
 
 
 PROGRESS_STEPS = 5
 
 
 def progress_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
+    """Each run's sample grids over training, one run to a row: ``PROGRESS_STEPS`` of them,
+    evenly spaced from the first to the last."""
     strips = []
     for job in jobs:
-        grids = sorted((job.path / SAMPLES).glob(SAMPLE_GRIDS), key=lambda p: natural_key(p.name))
+        grids = sample_grids(job)
         if len(grids) > PROGRESS_STEPS:
             last = len(grids) - 1
             picks = sorted({round(i * last / (PROGRESS_STEPS - 1)) for i in range(PROGRESS_STEPS)})
@@ -410,22 +427,13 @@ def progress_figure(path: Path, jobs: list[Job], labels: dict[str, str]) -> Path
             strips.append((job, grids))
     if not strips:
         return None
+    cells = [
+        ((row, col), grid, grid.stem if col else f"{labels[job.name]}\n{grid.stem}")
+        for row, (job, grids) in enumerate(strips)
+        for col, grid in enumerate(grids)
+    ]
     cols = max(len(grids) for _, grids in strips)
-    fig, axes = plt.subplots(
-        len(strips), cols, figsize=(3.6 * cols, 3.0 * len(strips)), squeeze=False
-    )
-    for row, (job, grids) in enumerate(strips):
-        for col, grid in enumerate(grids):
-            with Image.open(grid) as image:
-                axes[row, col].imshow(image.convert("RGB"))
-            title = grid.stem if col else f"{labels[job.name]}\n{grid.stem}"
-            axes[row, col].set_title(title, fontsize="small")
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
-    save_plot(fig, path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _picture_table(path, cells, (len(strips), cols), (3.6, 3.0), 120)
 
 
 def plots(out: Path, jobs: list[Job]) -> list[Path]:
