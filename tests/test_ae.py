@@ -233,7 +233,7 @@ def test_figures_show_samples_then_inputs_above_reconstructions():
     ids=["plain-mlp-ema", "denoising-masking-conv", "denoising-gaussian-conv-tanh", "sparse-mlp"],
 )
 def test_each_variant_trains_and_resumes_bit_for_bit(cli, tmp_path, overrides):
-    run = [*TINY, "model=ae", "model.g_hidden=[32]", *overrides]
+    run = [*TINY, "model=ae", "model.g_hidden=[32]", "train.grid_min_width=0", *overrides]
     code, out, err = cli("train", *run, "hydra.run.dir=full", cwd=tmp_path)
     assert code == 0, err
     full = tmp_path / "full"

@@ -187,6 +187,7 @@ def test_data_root_from_environment(monkeypatch, tmp_path):
         ("model.gp_weight=10", "needs a critic"),
         ("data.channels=2", "data.channels"),
         ("data.binarize=yes", "data.binarize='yes' is not one of: none, static, dynamic"),
+        ("train.grid_min_width=-1", "train.grid_min_width=-1 must be 0"),
     ],
 )
 def test_validation_rejects(override, fragment):

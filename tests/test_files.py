@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ganrun.errors import GanrunError
-from ganrun.images import Grid, Scatter, gray_to_rgb, grid_image, save_grid, to_uint8
+from ganrun.images import Grid, Scatter, enlarged, gray_to_rgb, grid_image, save_grid, to_uint8
 from ganrun.runs.files import (
     MetricsTable,
     atomic_write,
@@ -117,6 +117,19 @@ def test_grids_hold_the_uint8_pixels(tmp_path):
     )
     path = save_grid(images, tmp_path / "g.png", (0.0, 1.0), nrow=2)
     assert torch.equal(torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1), grid)
+
+
+def test_grids_are_enlarged_by_a_whole_factor_into_blocks(tmp_path):
+    image = torch.arange(2 * 3 * 5, dtype=torch.uint8).view(2, 3, 5)
+    big = enlarged(image, 12)  # 5 px wide: 3 times is the least that reaches 12
+    assert big.shape == (2, 9, 15)
+    assert torch.equal(big[:, ::3, ::3], image) and torch.equal(big[:, 1::3, 2::3], image)
+    assert enlarged(image, 5) is image and enlarged(image, 0) is image
+    path = save_grid(torch.rand(4, 1, 6, 6), tmp_path / "g.png", (0.0, 1.0), 2, min_width=100)
+    assert Image.open(path).size == (6 * 18, 6 * 18)  # 18 px grid: 6 times
+    # A plot has its own size: the width is for grids only.
+    points = torch.randn(50, 2)
+    assert Scatter("s", points, None, None).save(tmp_path, 4000).is_file()
 
 
 def test_figures_save_themselves(tmp_path):

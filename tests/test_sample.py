@@ -34,8 +34,15 @@ def test_grid(cli, tmp_path, checkpoint):
     assert code == 0, err
     path = checkpoint.parents[1] / "generated" / "last_n10_seed0.png"
     assert str(path) in out
-    # digits are 16x16; torchvision's grid: 3 per row, 4 rows, 2-pixel padding
-    assert Image.open(path).size == (3 * 18 + 2, 4 * 18 + 2)
+    # digits are 16x16; torchvision's grid: 3 per row, 4 rows, 2-pixel padding, 56 x 74 pixels,
+    # written 10 times as large (the smallest whole factor to reach sample.grid_min_width=512).
+    big = np.array(Image.open(path))
+    assert big.shape[:2] == (10 * (4 * 18 + 2), 10 * (3 * 18 + 2))
+    args = ["sample.grid_min_width=0", "out=native.png"]
+    assert cli("sample", f"checkpoint={checkpoint}", "n=10", *args, cwd=tmp_path)[0] == 0
+    native = np.array(Image.open(tmp_path / "native.png"))
+    assert native.shape[:2] == (4 * 18 + 2, 3 * 18 + 2)
+    assert np.array_equal(big, native.repeat(10, axis=0).repeat(10, axis=1))  # blocks, nothing new
 
 
 def test_npz_is_reproducible_and_matches_the_seed(cli, tmp_path, checkpoint):
@@ -64,7 +71,7 @@ def test_interpolation_strips_start_and_end_at_random_points(cli, tmp_path, chec
     assert not torch.allclose(z[0, 0], z[1, 0])
     assert cli("sample", *args, cwd=tmp_path)[0] == 0
     png = checkpoint.parents[1] / "generated" / "last_interp_seed0.png"
-    assert Image.open(png).size == (4 * 18 + 2, 3 * 18 + 2)
+    assert Image.open(png).size == (7 * (4 * 18 + 2), 7 * (3 * 18 + 2))  # 74 px: 7x to 518
 
 
 def test_slerp_endpoints_and_norm():
@@ -101,6 +108,7 @@ def test_conditional_models_get_one_class_per_row():
         (["sample.format=jpg"], "sample.format=jpg"),
         (["sample.steps=1"], "sample.steps=1"),
         (["out=x.png", "sample.format=npz"], "must end in .npz"),
+        (["sample.grid_min_width=-5"], "sample.grid_min_width=-5 must be 0 (native size)"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, checkpoint, args, fragment):

@@ -38,8 +38,9 @@ def test_default_config_few_steps_writes_everything(tmp_path):
     grids = sorted((run / "samples").glob("*.png"))
     assert [g.name for g in grids] == ["step_000003.png", "step_000006.png"]
     with Image.open(grids[-1]) as img:
-        # 16 samples of 16x16 in a 4x4 grid with 2-pixel padding.
-        assert img.size == (4 * 18 + 2, 4 * 18 + 2)
+        # 16 samples of 16x16 in a 4x4 grid with 2-pixel padding (74 px), written 7 times as
+        # large: the smallest whole factor that reaches train.grid_min_width=512.
+        assert img.size == (7 * (4 * 18 + 2), 7 * (4 * 18 + 2))
 
     with (run / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))

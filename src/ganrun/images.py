@@ -56,16 +56,30 @@ def grid_image(
     return make_grid(pixels, nrow=nrow or default_nrow(images.shape[0]), padding=PADDING)
 
 
+def enlarged(image: torch.Tensor, min_width: int) -> torch.Tensor:
+    """An image (C, H, W) at least ``min_width`` pixels wide: every pixel repeated as a square
+    block, by the smallest whole factor that gets there (nearest neighbour: no pixel is made
+    up, and the blocks keep the model's own pixels visible). Unchanged when it is that wide
+    already or ``min_width`` is 0."""
+    width = image.shape[-1]
+    if min_width <= 0 or width >= min_width:
+        return image
+    factor = math.ceil(min_width / width)
+    return image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
 def save_grid(
     images: torch.Tensor,
     path: str | Path,
     value_range: tuple[float, float],
     nrow: int | None = None,
+    min_width: int = 0,
 ) -> Path:
-    """Write images (N, C, H, W) in ``value_range`` as one PNG grid, ``nrow`` images per row."""
+    """Write images (N, C, H, W) in ``value_range`` as one PNG grid, ``nrow`` images per row,
+    enlarged to at least ``min_width`` pixels wide (:func:`enlarged`)."""
     from PIL import Image
 
-    array = grid_image(images, value_range, nrow).permute(1, 2, 0).numpy()
+    array = enlarged(grid_image(images, value_range, nrow), min_width).permute(1, 2, 0).numpy()
     return atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
 
 
@@ -154,8 +168,9 @@ class Grid:
     value_range: tuple[float, float]
     nrow: int | None = None
 
-    def save(self, folder: Path) -> Path:
-        return save_grid(self.images, folder / f"{self.name}.png", self.value_range, self.nrow)
+    def save(self, folder: Path, min_width: int = 0) -> Path:
+        path = folder / f"{self.name}.png"
+        return save_grid(self.images, path, self.value_range, self.nrow, min_width)
 
 
 @dataclass
@@ -168,7 +183,8 @@ class Scatter:
     centers: torch.Tensor | None
     title: str = ""
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: Path, min_width: int = 0) -> Path:
+        # A plot has a size of its own: min_width is for grids of small images.
         return plot_points(
             self.samples, self.real, self.centers, folder / f"{self.name}.png", self.title or None
         )
@@ -190,7 +206,7 @@ class Densities:
     gz: torch.Tensor | None  # (L,) where G sends them; None when z is not 1-D
     title: str = ""
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: Path, min_width: int = 0) -> Path:
         return plot_densities(self, folder / f"{self.name}.png")
 
 

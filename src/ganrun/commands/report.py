@@ -386,7 +386,8 @@ def _picture_table(
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     for (row, col), picture, title in cells:
         with Image.open(picture) as image:
-            axes[row, col].imshow(image.convert("RGB"))
+            # Nearest: a grid's pixels stay blocks at any panel size, as in the PNG itself.
+            axes[row, col].imshow(image.convert("RGB"), interpolation="nearest")
         axes[row, col].set_title(title, fontsize="small")
     for ax in axes.flat:
         ax.axis("off")

@@ -48,6 +48,10 @@ def check_sample_config(cfg: DictConfig) -> None:
         raise GanrunError(f"sample.batch_size={s.batch_size} must be at least 1")
     if s.seed < 0:
         raise GanrunError(f"sample.seed={s.seed} must be non-negative")
+    if s.grid_min_width < 0:
+        raise GanrunError(
+            f"sample.grid_min_width={s.grid_min_width} must be 0 (native size) or a width in pixels"
+        )
     if s.prior is not None and not PRIOR_NAME.fullmatch(s.prior):
         raise GanrunError(
             f"sample.prior={s.prior!r} is not a prior's name (letters, digits, _); name one of "
@@ -103,7 +107,7 @@ def run(cfg: DictConfig) -> Path:
             raise GanrunError(
                 f"checkpoint {checkpoint} generates points, not images; use sample.format=npz"
             )
-        save_grid(drawn.images, out, value_range, nrow=drawn.per_row)
+        save_grid(drawn.images, out, value_range, drawn.per_row, s.grid_min_width)
     print(
         f"ganrun: {drawn.description} from {checkpoint} (step {snapshot.step}, "
         f"{snapshot.weights} weights) -> {out}",

@@ -30,6 +30,10 @@ def check_train_config(cfg: DictConfig) -> None:
         "num_samples",
     ):
         require(t[key] >= 1, f"train.{key}={t[key]} must be at least 1")
+    require(
+        t.grid_min_width >= 0,
+        f"train.grid_min_width={t.grid_min_width} must be 0 (native size) or a width in pixels",
+    )
     family = family_of(cfg.model.name)
     schema = OmegaConf.get_type(cfg.model)
     require(

@@ -64,6 +64,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 25
     num_samples: int = 64  # images in each sample grid, drawn from one fixed noise batch
+    # Sample grids narrower than this are written enlarged by a whole factor (nearest
+    # neighbour) to at least this many pixels wide; 0 writes them at native size.
+    grid_min_width: int = 512
 
 
 @dataclass
@@ -226,6 +229,9 @@ class SampleOptions:
     # Another of the model's priors to draw from (those its family offers); None: the one its
     # config chose. Models with one prior refuse it.
     prior: str | None = None
+    # A PNG grid narrower than this is enlarged by a whole factor (nearest neighbour) to at least
+    # this many pixels wide; 0: native size. npz samples are never resized.
+    grid_min_width: int = 512
 
 
 @dataclass

@@ -188,7 +188,8 @@ class Trainer:
         first = figures[0] if figures else None
         if isinstance(first, Grid) and self.log_images is not None:
             self.log_images(self.step, first.images, first.value_range, first.nrow)
-        return [figure.save(self.run_dir / SAMPLES) for figure in figures]
+        width = self.cfg.train.grid_min_width
+        return [figure.save(self.run_dir / SAMPLES, width) for figure in figures]
 
     def state(self) -> dict[str, Any]:
         rng = checkpoint.capture_rng(self.noise, self.setup.batches)
