@@ -60,7 +60,10 @@ def test_sweep_table_final_and_best_metrics(cli, tmp_path):
         sweep / "0",
         ["lr=1", "steps=3"],
         [0.9, 0.8, 0.7],
-        evals={1: {"fid": 30.0, "is_mean": 2.0}, 3: {"fid": 35.0, "is_mean": 2.5}},
+        evals={
+            1: {"fid": 30.0, "is_mean": 2.0, "kid_std": 0.1},
+            3: {"fid": 35.0, "is_mean": 2.5, "kid_std": 0.2},
+        },
     )
     make_run(
         sweep / "1",
@@ -76,7 +79,11 @@ def test_sweep_table_final_and_best_metrics(cli, tmp_path):
     assert [r["overrides"] for r in rows] == ["lr=2", "lr=1", "lr=3"]
     first = rows[0]
     assert float(first["fid"]) == 25.0 and float(first["best_fid"]) == 20.0
-    assert float(first["is_mean"]) == 3.0 and float(first["best_is_mean"]) == 3.0
+    assert float(first["is_mean"]) == 3.0
+    # Columns that say nothing are left out: every run's best IS is its last, and a KID's
+    # standard deviation has no best at all.
+    assert "best_is_mean" not in first and "best_kid_std" not in first
+    assert float(rows[1]["kid_std"]) == 0.2
     assert float(first["loss_g"]) == 0.5
     assert first["steps"] == "3" and float(first["time_s"]) == pytest.approx(1.5)
     assert rows[2]["fid"] == ""

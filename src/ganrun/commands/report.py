@@ -217,21 +217,33 @@ def table(jobs: list[Job]) -> tuple[list[str], list[dict[str, Any]]]:
         for name, points in eval_metrics(job).items():
             values = [v for _, v in points]
             row[name] = values[-1]
-            row[f"best_{name}"] = max(values) if higher_is_better(name) else min(values)
+            if direction(name) is not None:  # a spread, a count or a setting has no best
+                row[f"best_{name}"] = max(values) if higher_is_better(name) else min(values)
         rows.append(row)
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    return columns, rows
+    silent = {c for c in columns if _says_nothing(c, rows)}
+    kept = [{k: v for k, v in row.items() if k not in silent} for row in rows]
+    return [c for c in columns if c not in silent], kept
+
+
+def _says_nothing(column: str, rows: list[dict[str, Any]]) -> bool:
+    """A ``best_<metric>`` column equal to ``<metric>`` in every row (each run's best score is
+    its last, as when every run scored one checkpoint)."""
+    if not column.startswith("best_"):
+        return False
+    last = column.removeprefix("best_")
+    return all(row.get(column) == row.get(last) for row in rows)
 
 
 def default_sort(columns: list[str], jobs: list[Job]) -> str | None:
     for job in jobs:
         if job.objective and job.objective in columns:
             return job.objective
-    for prefix in ("best_fid", "best_kid", "best_"):
+    for prefix in ("best_fid", "fid", "best_kid", "kid", "best_"):
         for c in columns:
-            if c.startswith(prefix) and not c.endswith("_std"):
+            if c.startswith(prefix) and direction(c.removeprefix("best_")) is not None:
                 return c
     return "loss_g" if "loss_g" in columns else None
 
@@ -480,6 +492,8 @@ def run(cfg: DictConfig) -> Path:
     jobs = [load_job(target, d) for d in run_dirs]
     columns, rows = table(jobs)
     key = cfg.sort_by or default_sort(columns, jobs)
+    if key is not None and key not in columns and key.removeprefix("best_") in columns:
+        key = key.removeprefix("best_")  # left out as the same as the last score in every row
     if key is not None and key not in columns:
         numeric = [c for c in columns if c not in ("job", "overrides")]
         raise GanrunError(
@@ -502,7 +516,8 @@ def run(cfg: DictConfig) -> Path:
         )
         notes.append(
             f"Sorted by `{key}` ({order}). `best_<metric>` is the best value over all "
-            "scored checkpoints; `time_s` is the summed time of the training steps."
+            "scored checkpoints, shown where it differs from the last; `time_s` is the summed "
+            "time of the training steps."
         )
     text = markdown(columns, rows, f"ganrun report: {target}", notes)
     atomic_write(out / "report.md", text)
