@@ -53,12 +53,20 @@ def test_run_scores_every_checkpoint_and_records_protocol(cli, cache, trained, t
     values = record["metrics"]
     assert set(values) == {
         "fid_digits_cnn",
+        "fid_digits_cnn_floor",
         "kid_digits_cnn_mean",
         "kid_digits_cnn_std",
+        "kid_digits_cnn_floor",
         "is_digits_cnn_mean",
         "is_digits_cnn_std",
     }
     assert values["fid_digits_cnn"] > 0 and values["is_digits_cnn_mean"] >= 1.0
+    # The floors compare two disjoint sets of test images, 75 a side of digits' 150: enough for
+    # KID's subsets of 50, fewer than FID's 128 features. The record says why FID has none.
+    assert values["fid_digits_cnn_floor"] is None
+    assert 0 <= abs(values["kid_digits_cnn_floor"]) < values["kid_digits_cnn_mean"]
+    assert record["protocol"]["fid_cnn"]["floor_num_per_side"] == 75
+    assert "fewer than the 128 features" in record["protocol"]["fid_cnn"]["floor"]
     fid = record["protocol"]["fid_cnn"]
     assert fid["metric_library"] == "torch-fidelity" and fid["metric_library_version"]
     assert fid["feature_extractor"] == "digits_cnn" and len(fid["weights_sha256"]) == 64
@@ -83,6 +91,25 @@ def test_run_scores_every_checkpoint_and_records_protocol(cli, cache, trained, t
     begun = "ganrun: scoring checkpoints/step_000003.pt (eval=fast: fid_cnn, kid_cnn, is_cnn)"
     assert out.index(begun) < out.index("ganrun: checkpoints/step_000003.pt (step 3)")
     assert out.index("ganrun: scoring checkpoints/step_000006.pt") > out.index(begun)
+
+
+def test_classifier_floor_is_the_metric_between_two_sets_of_real_images(
+    cli, cache, trained, tmp_path
+) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    # The training split has room for two disjoint sets of 200: the score's own sample size.
+    args = [f"checkpoint={run}/checkpoints/last.pt", *FAST, "eval.metrics=[fid_cnn,kid_cnn]"]
+    args += ["eval.num_real=200", "eval.reference_split=train"]
+    assert cli("eval", *args, cwd=tmp_path)[0] == 0
+    record = json.loads((run / "eval/last/metrics.json").read_text())["results"]["fast"]
+    values, protocol = record["metrics"], record["protocol"]["fid_cnn"]
+    assert protocol["floor_num_per_side"] == 200 and protocol["floor"].endswith("computed")
+    assert 0 < values["fid_digits_cnn_floor"] < values["fid_digits_cnn"]
+    assert abs(values["kid_digits_cnn_floor"]) < values["kid_digits_cnn_mean"]
+    # Scored again: the same floor, from the cache.
+    assert cli("eval", *args, "eval.name=again", cwd=tmp_path)[0] == 0
+    again = json.loads((run / "eval/last/metrics.json").read_text())["results"]["again"]
+    assert again["metrics"]["fid_digits_cnn_floor"] == values["fid_digits_cnn_floor"]
 
 
 def test_scores_are_reproducible_and_rescoring_replaces_rows(cli, cache, trained, tmp_path) -> None:

@@ -102,11 +102,19 @@ def _fid(ctx: EvalContext, which: str) -> Result:
     extractor = ctx.extractor(which)
     real = ctx.real_reference(which)
     generated = ctx.generated_features(which)[extractor.feature_layer]
-    value = fidelity.fid(fidelity.fid_statistics(generated), real["stats"])
-    return {_prefix(ctx, which, "fid"): value}, {
-        **_protocol(ctx, which),
-        "reference_cached": real["cached"],
-    }
+    name = _prefix(ctx, which, "fid")
+    values = {name: fidelity.fid(fidelity.fid_statistics(generated), real["stats"])}
+    protocol = {**_protocol(ctx, which), "reference_cached": real["cached"]}
+    if which == "cnn":
+        n, dim = ctx.floor_size(), int(FEATURES)
+        floor: float | None = None
+        why = f"not computed: {n} images a side, fewer than the {dim} features"
+        if n >= dim:
+            a, b = (fidelity.fid_statistics(f) for f in ctx.real_halves(which))
+            floor, why = fidelity.fid(a, b), "computed"
+        values[f"{name}_floor"] = floor
+        protocol.update(_floor_protocol(ctx, n, why))
+    return values, protocol
 
 
 def _kid(ctx: EvalContext, which: str) -> Result:
@@ -116,14 +124,30 @@ def _kid(ctx: EvalContext, which: str) -> Result:
         ctx.generated_features(which)[extractor.feature_layer], real["features"], ctx.cfg
     )
     name = _prefix(ctx, which, "kid")
-    return (
-        {f"{name}_mean": out["mean"], f"{name}_std": out["std"]},
-        {
-            **_protocol(ctx, which),
-            "kid_subsets": ctx.cfg.kid_subsets,
-            "kid_subset_size": ctx.cfg.kid_subset_size,
-        },
-    )
+    values = {f"{name}_mean": out["mean"], f"{name}_std": out["std"]}
+    protocol = {
+        **_protocol(ctx, which),
+        "kid_subsets": ctx.cfg.kid_subsets,
+        "kid_subset_size": ctx.cfg.kid_subset_size,
+    }
+    if which == "cnn":
+        n, size = ctx.floor_size(), ctx.cfg.kid_subset_size
+        floor = None
+        why = f"not computed: {n} images a side, fewer than kid_subset_size {size}"
+        if n >= size:
+            floor, why = fidelity.kid(*ctx.real_halves(which), ctx.cfg)["mean"], "computed"
+        values[f"{name}_floor"] = floor
+        protocol.update(_floor_protocol(ctx, n, why))
+    return values, protocol
+
+
+def _floor_protocol(ctx: EvalContext, n: int, why: str) -> Values:
+    """How the ``*_floor`` value was measured: the metric between two disjoint sets of real
+    images, the score a model drawing exactly the data would get at this sample size."""
+    return {
+        "floor": f"two disjoint seeded sets of the {ctx.cfg.reference_split} split; {why}",
+        "floor_num_per_side": n,
+    }
 
 
 def _is(ctx: EvalContext, which: str) -> Result:
@@ -408,10 +432,13 @@ METRICS: dict[str, Metric] = {
     "prc": Metric(lambda c: _prc(c, "inception"),
                   (Column("precision", HIGHER), Column("recall", HIGHER)), data="image",
                   check=_check_prc, cached=True),
-    "fid_cnn": Metric(lambda c: _fid(c, "cnn"), _lower(f"fid_{CNN}"), data="image",
+    # *_floor: the same metric between two disjoint sets of real images (a perfect model's score)
+    "fid_cnn": Metric(lambda c: _fid(c, "cnn"),
+                      (*_lower(f"fid_{CNN}"), Column(f"fid_{CNN}_floor")), data="image",
                       check=_check_fid("cnn"), cached=True),
-    "kid_cnn": Metric(lambda c: _kid(c, "cnn"), _mean_std(f"kid_{CNN}", LOWER), data="image",
-                      check=_check_kid, cached=True),
+    "kid_cnn": Metric(lambda c: _kid(c, "cnn"),
+                      (*_mean_std(f"kid_{CNN}", LOWER), Column(f"kid_{CNN}_floor")),
+                      data="image", check=_check_kid, cached=True),
     "is_cnn": Metric(lambda c: _is(c, "cnn"), _mean_std(f"is_{CNN}", HIGHER), data="image",
                      check=_check_is("cnn"), cached=True),
     "parzen": Metric(_parzen, (Column("parzen_ll", HIGHER), Column("parzen_ll_se"),

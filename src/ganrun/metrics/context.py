@@ -133,6 +133,51 @@ class EvalContext:
         _REAL_MEMO[memo_key] = entry
         return {**entry, "cached": cached}
 
+    def floor_size(self) -> int:
+        """Images on each side of the real-against-real floor: as many as the score compares
+        (``eval.num_samples`` against ``eval.num_real``), where the reference split holds two
+        disjoint sets of that size, else half the split."""
+        available = len(self.split(self.cfg.reference_split))
+        return min(self.cfg.num_samples, self.num_real(), available // 2)
+
+    def real_halves(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of two disjoint, seeded sets of :meth:`floor_size` reference images: the same
+        metric between them is what a model drawing exactly the data would score at this sample
+        size (cached like the reference)."""
+        extractor = self.extractor(which)
+        n = self.floor_size()
+        key = {
+            "data": data_key(self.run_config.data),
+            "split": self.cfg.reference_split,
+            "num_per_side": n,
+            "seed": self.cfg.seed,
+            "extractor": extractor.label,
+            "layer": extractor.feature_layer,
+            "weights_sha256": extractor.weights_sha256,
+        }
+        path = cache.entry_path(self.cfg.cache_dir, "floor", key)
+        if str(path) in _REAL_MEMO:
+            entry = _REAL_MEMO[str(path)]
+            return entry["a"], entry["b"]
+
+        def compute() -> dict[str, Any]:
+            split = self.split(self.cfg.reference_split)
+            # A stream of its own, apart from real_index's: the halves are no subset of it.
+            gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+            order = torch.randperm(len(split), generator=gen)
+            sides = {}
+            for side, index in (("a", order[:n]), ("b", order[n : 2 * n])):
+                images = gray_to_rgb(split.pixels(index.sort().values))
+                what = f"{self.cfg.reference_split} images (floor)"
+                sides[side] = extract(extractor, images, self.device, self.cfg.batch_size, what)[
+                    extractor.feature_layer
+                ]
+            return sides
+
+        payload, _ = cache.load_or_compute(path, compute, key, ("a", "b"))
+        _REAL_MEMO[str(path)] = payload
+        return payload["a"], payload["b"]
+
     @contextlib.contextmanager
     def seeded(self) -> Iterator[None]:
         """torch's global random state seeded with ``eval.seed`` for a metric whose model draws
