@@ -175,10 +175,6 @@ def kde(samples: torch.Tensor, grid: DensityGrid, bandwidth: float) -> torch.Ten
     return density.clamp_min(0.0)
 
 
-def _xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.xlogy(x, y)
-
-
 def _flushed(density: torch.Tensor) -> torch.Tensor:
     # Densities far below any that matter are set to 0: halving a subnormal one for the mixture
     # M = (P + Q) / 2 would round it to 0 and make log(P / M) infinite.
@@ -199,8 +195,8 @@ class Comparison:
         """JSD(p_data || p_g) in nats (0 log 0 = 0)."""
         p, q, dv = self.p_data, self.p_g, self.grid.cell
         m = 0.5 * (p + q)
-        kl_p = _xlogy(p, p) - _xlogy(p, m)
-        kl_q = _xlogy(q, q) - _xlogy(q, m)
+        kl_p = torch.xlogy(p, p) - torch.xlogy(p, m)
+        kl_q = torch.xlogy(q, q) - torch.xlogy(q, m)
         # Mass outside p_data's support adds q log(q / (q / 2)) / 2 = q log 2 / 2.
         outside = 0.5 * self.p_g_outside * math.log(2.0)
         return float(0.5 * (kl_p.sum() + kl_q.sum()) * dv) + outside
@@ -220,7 +216,7 @@ class Comparison:
         p, q = self.p_data, self.p_g
         total = (p + q).clamp_min(1e-300)
         # 1 - D* as q / (p + q): subtracting from 1 would round to 0 where q << p.
-        value = _xlogy(p, p / total) + _xlogy(q, q / total)
+        value = torch.xlogy(p, p / total) + torch.xlogy(q, q / total)
         return float(value.sum() * self.grid.cell)
 
     def d_star_at(self, mixture: Mixture, x: torch.Tensor) -> torch.Tensor:
