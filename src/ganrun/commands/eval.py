@@ -1,4 +1,5 @@
-"""``ganrun eval``: score a checkpoint, every checkpoint of a run, or every run of a sweep.
+"""``ganrun eval``: score a checkpoint, every checkpoint of a run, every run of a sweep, or
+images made elsewhere (``samples=<file.npz|folder> data=<name>``).
 
 Everything that can be refused is refused before the first metric runs and before anything is
 written: the target, the eval config's ranges, each checkpoint (loadable, rebuildable from its
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
@@ -36,14 +37,28 @@ def _step_of(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def find_checkpoints(cfg: DictConfig) -> list[Path]:
-    given = [k for k in ("checkpoint", "run", "sweep") if cfg[k]]
+def _target(cfg: DictConfig) -> str:
+    """Which of checkpoint=, run=, sweep= or samples= says what to score (exactly one)."""
+    given = [k for k in ("checkpoint", "run", "sweep", "samples") if cfg[k]]
     if len(given) != 1:
         raise GanrunError(
-            "say what to score with exactly one of checkpoint=<file>, run=<run folder> or "
-            f"sweep=<multirun folder> (got {', '.join(given) or 'none'})"
+            "say what to score with exactly one of checkpoint=<file>, run=<run folder>, "
+            f"sweep=<multirun folder> or samples=<file.npz|folder> (got "
+            f"{', '.join(given) or 'none'})"
         )
     key = given[0]
+    if key != "samples":
+        for option in ("data", "out"):
+            if cfg[option] is not None:
+                raise GanrunError(
+                    f"{option}= applies to samples= only: a checkpoint is scored against its own "
+                    f"data and its record goes to its run folder; leave {option}= out"
+                )
+    return key
+
+
+def find_checkpoints(cfg: DictConfig) -> list[Path]:
+    key = _target(cfg)
     if cfg.pick not in PICKS:
         raise GanrunError(f"pick={cfg.pick} must be last or best")
     if cfg.pick != "last" and key != "sweep":
@@ -98,12 +113,69 @@ def _check_all(
     return todo
 
 
+def given_samples(cfg: DictConfig, device: torch.device) -> tuple[Snapshot, Path]:
+    """Images made elsewhere (``samples=``) as something to score against ``data=``, and the
+    folder their record goes to; every refusal before any feature is computed."""
+    from ganrun.config.checks import check_data_config
+    from ganrun.data import build_data
+    from ganrun.data.external import read_image_set
+    from ganrun.metrics.given import GivenSamples
+
+    if cfg.data is None:
+        raise GanrunError(
+            "samples= needs data=<name>: the data set whose splits (and classifier) the images "
+            "are scored against, e.g. data=mnist"
+        )
+    data_cfg = cfg.data
+    if cfg.data_root is not None:
+        data_cfg.root = cfg.data_root
+    check_data_config(data_cfg)
+    images = read_image_set(Path(cfg.samples))
+    data = build_data(data_cfg, (0.0, 1.0), device)
+    info = data.info
+    if info.kind != "image":
+        raise GanrunError(f"data={data_cfg.name} is not an image data set; samples= are images")
+    _, c, h, w = images.pixels.shape
+    if (c, h, w) != (info.channels, info.resolution, info.resolution):
+        raise GanrunError(
+            f"samples={cfg.samples} are {h}x{w} with {c} channel(s), data={data_cfg.name} is "
+            f"{info.resolution}x{info.resolution} with {info.channels}: set data.resolution and "
+            "data.channels to the images' (the data is resized to match), or resize the images"
+        )
+    source = {"samples_file": str(images.path), "samples_sha256": images.sha256}
+    snapshot = Snapshot(
+        images.path,
+        OmegaConf.create({"data": data_cfg}),
+        GivenSamples(images, info),
+        data,
+        0,
+        source,
+    )
+    out = Path(cfg.out).expanduser() if cfg.out else run_dir_of(images.path)
+    return snapshot, out
+
+
+def score_given_samples(cfg: DictConfig, device: torch.device) -> None:
+    snapshot, out = given_samples(cfg, device)
+    job = plan(snapshot, cfg.eval, device)
+    check_writable(out, "choose another out=")
+    print(announce(job, cfg.eval), flush=True)
+    record = score(job, cfg.eval)
+    path = write_record(snapshot.path, record, out)
+    print(f"ganrun: {summary(record)} -> {path}", flush=True)
+    print(f"ganrun: eval done (eval={cfg.eval.name}). Results: {out / EVAL_CSV}", flush=True)
+
+
 def run(cfg: DictConfig) -> None:
     check_eval_config(cfg.eval)
-    paths = find_checkpoints(cfg)
+    target = _target(cfg)
     device = resolve_device(cfg.device.type)
     if device.type == "cpu":
         configure_threads()
+    if target == "samples":
+        score_given_samples(cfg, device)
+        return
+    paths = find_checkpoints(cfg)
     data: dict[str, Any] = {}  # data sets by config, loaded once for all checkpoints
     restored = functools.partial(restore, device=device, data_root=cfg.data_root, data_cache=data)
     todo = _check_all(paths, cfg.eval, device, restored)

@@ -192,6 +192,11 @@ class EvalCommandConfig:
     checkpoint: str | None = None  # one checkpoint file
     run: str | None = None  # a run folder: every checkpoints/step_*.pt (and last.pt)
     sweep: str | None = None  # a multirun folder: every run's checkpoints/<pick>.pt
+    # Images made elsewhere: an .npz (uint8 `samples`, N x H x W x C) or a folder of images,
+    # scored against data=<name>; results go to out= (default: beside them).
+    samples: str | None = None
+    out: str | None = None
+    data: DataConfig | None = None  # samples= only: the data set they are scored against
     pick: str = "last"  # sweep=: score each run's last.pt, or its best.pt (kept by eval.every)
     data_root: str | None = None  # where the data lives now, if not the run's data.root
     device: DeviceConfig = field(default_factory=DeviceConfig)

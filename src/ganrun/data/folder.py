@@ -34,6 +34,7 @@ from ganrun.images import to_uint8
 EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 )
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})  # PIL modes of grayscale files
 VALID_SEED = 1234  # the held-out valid images are a fixed random subset, the same in every run
 
 
@@ -98,19 +99,32 @@ def check_headers(files: list[Path], root: Path) -> None:
         )
 
 
-def load_image(path: Path, resolution: int, mode: str) -> torch.Tensor:
+def _pixels(path: Path, mode: str | None) -> torch.Tensor:
+    """The file's pixels, uint8 (C, H, W), converted to PIL ``mode``; None: grayscale files stay
+    grayscale (1 channel) and every other kind becomes RGB."""
     from torchvision.transforms.v2 import functional as TF
 
     try:
         with _opened(path) as im:
-            im = im.convert(mode)
+            im = im.convert(mode or ("L" if im.mode in GRAY_MODES else "RGB"))
     except _IMAGE_ERRORS as exc:
         raise GanrunError(
             f"{path} cannot be read as an image ({_reason(exc)}); remove or replace it"
         ) from None
-    tensor = TF.pil_to_tensor(im)
-    tensor = TF.resize(tensor, resolution, antialias=True)
+    return TF.pil_to_tensor(im)
+
+
+def load_image(path: Path, resolution: int, mode: str) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as TF
+
+    tensor = TF.resize(_pixels(path, mode), resolution, antialias=True)
     return TF.center_crop(tensor, [resolution, resolution])
+
+
+def decode(path: Path) -> torch.Tensor:
+    """An image as stored, uint8 (C, H, W), not resized: grayscale files as one channel, every
+    other kind as RGB (images made elsewhere are scored as they are)."""
+    return _pixels(path, None)
 
 
 def _is_hidden(path: Path, root: Path) -> bool:

@@ -56,6 +56,7 @@ class Metric:
     data: str | None = None  # the kind of data it scores (DataInfo.kind); None: any
     check: Callable[[EvalContext], None] | None = None  # refusals, before any work is done
     cached: bool = False  # writes reference features or a classifier to eval.cache_dir
+    draws: str = "num_samples"  # the eval setting that says how many samples it scores
 
     def column_names(self, data_name: str) -> list[str]:
         return [c.name.format(data=data_name) for c in self.columns]
@@ -442,7 +443,8 @@ METRICS: dict[str, Metric] = {
     "is_cnn": Metric(lambda c: _is(c, "cnn"), _mean_std(f"is_{CNN}", HIGHER), data="image",
                      check=_check_is("cnn"), cached=True),
     "parzen": Metric(_parzen, (Column("parzen_ll", HIGHER), Column("parzen_ll_se"),
-                               Column("parzen_sigma")), check=_check_parzen),
+                               Column("parzen_sigma")), check=_check_parzen,
+                     draws="parzen_samples"),
     "elbo": Metric(_elbo, (Column("elbo", HIGHER), Column("elbo_se")), needs="elbo",
                    check=_check_test),
     "iw_ll": Metric(_iw_ll, (Column("iw_ll", HIGHER), Column("iw_ll_se")), needs="iw_ll",

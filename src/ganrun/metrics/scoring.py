@@ -20,7 +20,7 @@ from ganrun import __version__
 from ganrun.errors import GanrunError
 from ganrun.metrics import METRICS, EvalContext, Metric
 from ganrun.metrics.cache import CACHE_FIX
-from ganrun.models import family_of
+from ganrun.models import family_of, model_names
 from ganrun.runs.checkpoint import Snapshot
 from ganrun.runs.files import check_writable
 from ganrun.runs.layout import checkpoint_name
@@ -82,6 +82,12 @@ def plan(snapshot: Snapshot, eval_cfg: DictConfig, device: torch.device) -> Job:
             continue
         if metric.check is not None:
             metric.check(ctx)
+        limit, want = ctx.model.sample_limit, eval_cfg[metric.draws]
+        if limit is not None and metric.needs == "samples" and want > limit:
+            raise GanrunError(
+                f"{name} scores eval.{metric.draws}={want} samples, but {snapshot.path} holds "
+                f"{limit}; lower eval.{metric.draws} to {limit} or give more images"
+            )
         job.metrics.append((name, metric))
     if any(metric.cached for _, metric in job.metrics):
         # Reference features and their statistics, at Inception's 2,048 dimensions at most.
@@ -111,9 +117,14 @@ def score(job: Job, eval_cfg: DictConfig) -> dict[str, Any]:
             if sorted(out) != sorted(declared):  # the registry line is what ranks these values
                 raise RuntimeError(f"metric {name} returned {sorted(out)}, declares {declared}")
             values.update(out)
-            protocol[name] = {**how, "wall_time_s": round(time.perf_counter() - t0, 3)}
+            protocol[name] = {
+                **how,
+                **(ctx.snapshot.source or {}),
+                "wall_time_s": round(time.perf_counter() - t0, 3),
+            }
     snapshot = ctx.snapshot
-    model_cfg = snapshot.config.model
+    model_cfg = snapshot.config.get("model") or ctx.model.cfg  # given samples have no run config
+    family = family_of(model_cfg.name) if model_cfg.name in model_names() else None
     return {
         "checkpoint": checkpoint_name(snapshot.path),
         "step": snapshot.step,
@@ -125,7 +136,7 @@ def score(job: Job, eval_cfg: DictConfig) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "device": str(ctx.device),
         "model": model_cfg.name,
-        "arch": family_of(model_cfg.name).arch(model_cfg),
+        "arch": family.arch(model_cfg) if family is not None else None,
         "data": snapshot.config.data.name,
         "metrics": values,
         "protocol": protocol,

@@ -83,6 +83,9 @@ class Model(ABC):
 
     #: Networks that ``model.ema_decay`` keeps an average of.
     averaged: ClassVar[tuple[str, ...]] = ()
+    #: How many different samples the model can give (images made elsewhere: as many as there
+    #: are); None: any number.
+    sample_limit: int | None = None
     #: What metrics may ask of this model (``ganrun.metrics`` names its needs the same way):
     #: "samples" (:meth:`generate`), "elbo" and "iw_ll" (likelihood bounds), "log_likelihood"
     #: (``log_likelihood(x)``: exact, nats per example), "reconstruct" (``reconstruct(x)``:

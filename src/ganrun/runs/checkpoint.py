@@ -260,6 +260,9 @@ class Snapshot:
     model: Model
     data: Data
     step: int
+    # Where the samples came from when they are not the model's (ganrun eval samples=): the
+    # file and its sha256, recorded in every metric's protocol.
+    source: dict[str, Any] | None = None
 
     @property
     def weights(self) -> str:

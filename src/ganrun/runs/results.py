@@ -45,10 +45,11 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def write_record(checkpoint: Path, record: dict[str, Any]) -> Path:
-    """Store one checkpoint's record; returns the metrics.json path."""
+def write_record(checkpoint: Path, record: dict[str, Any], run_dir: Path | None = None) -> Path:
+    """Store one checkpoint's record in its run folder (or ``run_dir``); returns the
+    metrics.json path."""
     checkpoint = Path(checkpoint)
-    run_dir = run_dir_of(checkpoint)
+    run_dir = run_dir_of(checkpoint) if run_dir is None else Path(run_dir)
     json_path = run_dir / EVAL_DIR / checkpoint.stem / METRICS_JSON
     with locked(run_dir / EVAL_LOCK):
         results = _stored_results(json_path)
