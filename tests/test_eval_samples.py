@@ -163,3 +163,95 @@ def test_samples_and_checkpoints_do_not_mix(cli, digits, tmp_path):
 
         images = read_image_set(tmp_path / "s.npz")
         GivenSamples(images, DataInfo("digits", 1, 16, 10, (0.0, 1.0))).training_step(None, None)
+
+
+def test_a_reference_set_of_ones_own_replaces_the_split(cli, cache, digits, tmp_path):
+    from ganrun.data import build_data
+
+    with composed(["data=digits"]) as cfg:
+        data = build_data(cfg.data, (0.0, 1.0), torch.device("cpu"))
+    test = data.split("test").pixels().permute(0, 2, 3, 1).numpy()
+    np.savez(tmp_path / "ref.npz", samples=test)  # the test split itself, in its own order
+    np.savez(tmp_path / "mine.npz", samples=digits)
+    assert cli("eval", "samples=mine.npz", *SCORE, cwd=tmp_path)[0] == 0
+    split = _record(tmp_path, "mine")
+    code, _, err = cli("eval", "samples=mine.npz", "eval.reference=ref.npz", *SCORE, cwd=tmp_path)
+    assert code == 0, err
+    own = _record(tmp_path, "mine")
+    assert own["metrics"] == split["metrics"]  # the same pixels: the same scores
+    protocol = own["protocol"]["fid_cnn"]
+    assert (
+        protocol["reference_sha256"]
+        == hashlib.sha256((tmp_path / "ref.npz").read_bytes()).hexdigest()
+    )
+    assert (
+        "reference_split" not in protocol
+        and split["protocol"]["fid_cnn"]["reference_split"] == "test"
+    )
+
+
+def test_a_reference_set_of_another_kind_is_refused_up_front(cli, cache, digits, tmp_path):
+    np.savez(tmp_path / "mine.npz", samples=digits)
+    np.savez(tmp_path / "small.npz", samples=digits[:, :8, :8])
+    result = cli("eval", "samples=mine.npz", "eval.reference=small.npz", *SCORE, cwd=tmp_path)
+    assert_one_line_error(result, "eval.reference=small.npz holds 8x8 images with 1 channel(s)")
+    assert not cache.exists() and not (tmp_path / "eval").exists()
+
+
+def test_kid_matches_torch_fidelity_on_the_same_two_arrays(
+    cli, cache, shared_data, digits, tmp_path
+):
+    """ganrun's KID of samples= against eval.reference= is torch-fidelity's own on the same
+    arrays (Inception pool3 from ../shared/data/weights; skipped without it)."""
+    import torch_fidelity
+
+    from ganrun.metrics.cache import file_sha256
+
+    weights = shared_data / "weights" / "pt_inception-2015-12-05-pool3-only.pth"
+    if not weights.is_file():
+        pytest.skip(f"no Inception weights at {weights}")
+    rgb = np.repeat(digits, 3, axis=-1)  # data.channels=3: RGB, as Inception reads
+    a, b = rgb[:60], rgb[100:160]
+    np.savez(tmp_path / "a.npz", samples=a)
+    np.savez(tmp_path / "b.npz", samples=b)
+    kid = ["eval.kid_subsets=10", "eval.kid_subset_size=30", "eval.num_samples=60"]
+    code, _, err = cli(
+        "eval",
+        "samples=a.npz",
+        "eval.reference=b.npz",
+        "data=digits",
+        "data.channels=3",
+        "eval=fast",
+        "eval.metrics=[kid]",
+        *kid,
+        f"eval.inception_weights={weights}",
+        f"eval.inception_weights_sha256={file_sha256(weights)}",
+        "device=cpu",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    ours = _record(tmp_path, "a")["metrics"]
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, array: np.ndarray) -> None:
+            self.images = torch.from_numpy(array).permute(0, 3, 1, 2)
+
+        def __len__(self) -> int:
+            return len(self.images)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return self.images[i]
+
+    theirs = torch_fidelity.calculate_metrics(
+        input1=Images(a),
+        input2=Images(b),
+        kid=True,
+        kid_subsets=10,
+        kid_subset_size=30,
+        rng_seed=0,
+        feature_extractor_weights_path=str(weights),
+        cuda=False,
+        verbose=False,
+    )
+    assert ours["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
+    assert ours["kid_std"] == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-3)

@@ -166,6 +166,9 @@ class EvalConfig:
     num_samples: int = 2000  # generated samples for the feature-based metrics
     num_real: int = 0  # real samples from reference_split; 0 = the whole split
     reference_split: str = "test"
+    # A reference set of one's own in place of reference_split: an .npz (uint8 `samples`,
+    # N x H x W x C) or a folder of images, at the data's resolution and channels.
+    reference: str | None = None
     batch_size: int = 100
     seed: int = 0  # noise, labels, real subsets, KID subsets and IS splits
     cache_dir: str = "${ganrun_cache_dir:}"  # reference statistics and data-set classifiers

@@ -95,7 +95,7 @@ def _protocol(ctx: EvalContext, which: str, real: bool = True) -> Values:
         "seed": cfg.seed,
     }
     if real:
-        out.update(num_real=ctx.num_real(), reference_split=cfg.reference_split)
+        out.update(num_real=ctx.num_real(), **ctx.reference_protocol())
     return out
 
 
@@ -146,7 +146,7 @@ def _floor_protocol(ctx: EvalContext, n: int, why: str) -> Values:
     """How the ``*_floor`` value was measured: the metric between two disjoint sets of real
     images, the score a model drawing exactly the data would get at this sample size."""
     return {
-        "floor": f"two disjoint seeded sets of the {ctx.cfg.reference_split} split; {why}",
+        "floor": f"two disjoint seeded sets of {ctx.reference_name()}; {why}",
         "floor_num_per_side": n,
     }
 
@@ -184,11 +184,7 @@ def _check_fid(which: str) -> Callable[[EvalContext], None]:
                 raise GanrunError(
                     f"{name} needs at least {dim} {side} samples (the feature dimension; fewer "
                     f"make the covariance singular), got {n}; raise {key}"
-                    + (
-                        f" (the {ctx.cfg.reference_split} split has {n_real})"
-                        if side == "real"
-                        else ""
-                    )
+                    + (f" ({ctx.reference_name()} has {n_real})" if side == "real" else "")
                 )
 
     return check

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ganrun.data.external import ImageSet, read_image_set
 from ganrun.errors import GanrunError
 from ganrun.images import gray_to_rgb, to_uint8
 from ganrun.metrics import cache
@@ -38,6 +40,7 @@ class EvalContext:
         self.data = snapshot.data
         self.info = snapshot.data.info
         self._samples: torch.Tensor | None = None
+        self._reference: ImageSet | None = None
         self._gen_features: dict[str, dict[str, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------------- generated side
@@ -62,13 +65,63 @@ class EvalContext:
     def split(self, name: str) -> Any:
         return self.data.split(name)
 
+    def reference_set(self) -> ImageSet | None:
+        """``eval.reference``'s images, read and checked once; None: the data set's
+        ``eval.reference_split`` is the reference."""
+        if self.cfg.get("reference") is None:
+            return None
+        if self._reference is None:
+            images = read_image_set(Path(self.cfg.reference))
+            _, c, h, w = images.pixels.shape
+            info = self.info
+            expected = (info.channels, info.resolution, info.resolution)
+            if info.kind != "image" or (c, h, w) != expected:
+                shape = f"{info.resolution}x{info.resolution} with {info.channels} channel(s)"
+                raise GanrunError(
+                    f"eval.reference={self.cfg.reference} holds {h}x{w} images with {c} "
+                    f"channel(s); data={info.name} is "
+                    + (shape if info.kind == "image" else "not images")
+                    + ": give a reference set of the data's kind"
+                )
+            self._reference = images
+        return self._reference
+
+    def reference_name(self) -> str:
+        """What the reference is, for messages: the split, or the file."""
+        ref = self.reference_set()
+        return f"the {self.cfg.reference_split} split" if ref is None else f"{ref.path}"
+
+    def reference_protocol(self) -> dict[str, Any]:
+        """What a record says of the reference: the split, or the file and its sha256."""
+        ref = self.reference_set()
+        if ref is None:
+            return {"reference_split": self.cfg.reference_split}
+        return {"reference_file": str(ref.path), "reference_sha256": ref.sha256}
+
+    def _reference_key(self) -> dict[str, Any]:
+        ref = self.reference_set()
+        if ref is None:
+            return {"data": data_key(self.run_config.data), "split": self.cfg.reference_split}
+        return {"reference_sha256": ref.sha256}
+
+    def _reference_pixels(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The reference images (all, or those at ``index``), uint8 (N, C, H, W) on the CPU."""
+        ref = self.reference_set()
+        if ref is None:
+            return self.split(self.cfg.reference_split).pixels(index)
+        return ref.pixels if index is None else ref.pixels[index]
+
+    def _reference_count(self) -> int:
+        ref = self.reference_set()
+        return len(self.split(self.cfg.reference_split)) if ref is None else ref.pixels.shape[0]
+
     def num_real(self) -> int:
-        available = len(self.split(self.cfg.reference_split))
+        available = self._reference_count()
         return available if self.cfg.num_real == 0 else min(self.cfg.num_real, available)
 
     def real_index(self) -> torch.Tensor | None:
-        """A seeded subset of the reference split when num_real is smaller than it."""
-        available = len(self.split(self.cfg.reference_split))
+        """A seeded subset of the reference when num_real is smaller than it."""
+        available = self._reference_count()
         n = self.num_real()
         if n == available:
             return None
@@ -98,8 +151,7 @@ class EvalContext:
         """{"features": (n, D) tensor, "stats": FID statistics, "cached": bool}."""
         extractor = self.extractor(which)
         key = {
-            "data": data_key(self.run_config.data),
-            "split": self.cfg.reference_split,
+            **self._reference_key(),
             "num": self.num_real(),
             "seed": self.cfg.seed if self.real_index() is not None else None,
             "extractor": extractor.label,
@@ -112,8 +164,8 @@ class EvalContext:
             return {**_REAL_MEMO[memo_key], "cached": True}
 
         def compute() -> dict[str, Any]:
-            images = gray_to_rgb(self.split(self.cfg.reference_split).pixels(self.real_index()))
-            what = f"{self.cfg.reference_split} images"
+            images = gray_to_rgb(self._reference_pixels(self.real_index()))
+            what = "reference images"
             features = extract(extractor, images, self.device, self.cfg.batch_size, what)[
                 extractor.feature_layer
             ]
@@ -135,10 +187,9 @@ class EvalContext:
 
     def floor_size(self) -> int:
         """Images on each side of the real-against-real floor: as many as the score compares
-        (``eval.num_samples`` against ``eval.num_real``), where the reference split holds two
-        disjoint sets of that size, else half the split."""
-        available = len(self.split(self.cfg.reference_split))
-        return min(self.cfg.num_samples, self.num_real(), available // 2)
+        (``eval.num_samples`` against ``eval.num_real``), where the reference holds two
+        disjoint sets of that size, else half of it."""
+        return min(self.cfg.num_samples, self.num_real(), self._reference_count() // 2)
 
     def real_halves(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of two disjoint, seeded sets of :meth:`floor_size` reference images: the same
@@ -147,8 +198,7 @@ class EvalContext:
         extractor = self.extractor(which)
         n = self.floor_size()
         key = {
-            "data": data_key(self.run_config.data),
-            "split": self.cfg.reference_split,
+            **self._reference_key(),
             "num_per_side": n,
             "seed": self.cfg.seed,
             "extractor": extractor.label,
@@ -161,17 +211,15 @@ class EvalContext:
             return entry["a"], entry["b"]
 
         def compute() -> dict[str, Any]:
-            split = self.split(self.cfg.reference_split)
             # A stream of its own, apart from real_index's: the halves are no subset of it.
             gen = torch.Generator().manual_seed(self.cfg.seed + 1)
-            order = torch.randperm(len(split), generator=gen)
+            order = torch.randperm(self._reference_count(), generator=gen)
             sides = {}
             for side, index in (("a", order[:n]), ("b", order[n : 2 * n])):
-                images = gray_to_rgb(split.pixels(index.sort().values))
-                what = f"{self.cfg.reference_split} images (floor)"
-                sides[side] = extract(extractor, images, self.device, self.cfg.batch_size, what)[
-                    extractor.feature_layer
-                ]
+                images = gray_to_rgb(self._reference_pixels(index.sort().values))
+                sides[side] = extract(
+                    extractor, images, self.device, self.cfg.batch_size, "reference images"
+                )[extractor.feature_layer]
             return sides
 
         payload, _ = cache.load_or_compute(path, compute, key, ("a", "b"))

@@ -73,6 +73,7 @@ class Job:
 def plan(snapshot: Snapshot, eval_cfg: DictConfig, device: torch.device) -> Job:
     """Which metrics apply to ``snapshot``, after running every up-front check."""
     ctx = EvalContext(snapshot, eval_cfg, device)
+    ctx.reference_set()  # eval.reference is read and checked before any metric
     job = Job(ctx, [])
     for name in eval_cfg.metrics:
         metric = METRICS[name]
