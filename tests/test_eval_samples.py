@@ -249,6 +249,7 @@ def test_kid_matches_torch_fidelity_on_the_same_two_arrays(
         kid_subsets=10,
         kid_subset_size=30,
         rng_seed=0,
+        save_cpu_ram=True,  # no DataLoader workers: the arrays are in memory already
         feature_extractor_weights_path=str(weights),
         cuda=False,
         verbose=False,
