@@ -412,3 +412,28 @@ def test_build_refuses_what_the_checks_refuse():
         _model("model.output=tanh", "model.loss=bce")
     with pytest.raises(GanrunError, match="needs image data"):
         _model(info=DataInfo("ring", 2, 0, 0, (-1.0, 1.0), kind="points"))
+
+
+def test_representation_metrics_read_the_codes_against_their_floors(cli, learned, tmp_path):
+    ckpt = learned / "checkpoints/last.pt"
+    args = [f"checkpoint={ckpt}", "eval.metrics=[knn_acc,linear_acc]", "eval.name=repr"]
+    code, out, err = cli("eval", *args, "device=cpu", cwd=tmp_path)
+    assert code == 0, err
+    record = json.loads((learned / "eval/last/metrics.json").read_text())["results"]["repr"]
+    values, protocol = record["metrics"], record["protocol"]["knn_acc"]
+    assert set(values) == {
+        f"{probe}_acc{floor}"
+        for probe in ("knn", "linear")
+        for floor in ("", "_pixels", "_untrained")
+    }
+    assert all(0 <= v <= 1 for v in values.values())
+    # The pixel floor is scikit-learn's 1-NN on the same images; the codes are not the pixels.
+    from sklearn.neighbors import KNeighborsClassifier
+
+    data = restore(ckpt, CPU).data
+    (memory, y_memory), (test, y_test) = data.split("train").all(), data.split("test").all()
+    knn = KNeighborsClassifier(n_neighbors=1).fit(memory.flatten(1).numpy(), y_memory.numpy())
+    assert values["knn_acc_pixels"] == pytest.approx(knn.score(test.flatten(1).numpy(), y_test))
+    assert values["knn_acc"] != values["knn_acc_pixels"] and values["knn_acc"] > 0.5
+    assert (protocol["features"], protocol["memory_split"]) == ("code", "train")
+    assert protocol["num_memory"] == 1497 and protocol["num_test"] == 150

@@ -53,3 +53,39 @@ def test_mixture_stats_count_modes_and_quality() -> None:
     assert out["high_quality"] == pytest.approx(0.75)
     with pytest.raises(GanrunError, match="data=ring or data=grid"):
         mixture_stats(samples, {})
+
+
+def test_knn_and_linear_probes_agree_with_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ganrun.metrics import representation
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (600,), generator=gen)
+    x = torch.randn(600, 5, generator=gen) + labels[:, None].float()  # classes overlap a little
+    memory, test = x[:400], x[400:]
+    y_memory, y_test = labels[:400], labels[400:]
+    knn = KNeighborsClassifier(n_neighbors=1).fit(memory.numpy(), y_memory.numpy())
+    expected = knn.score(test.numpy(), y_test.numpy())
+    assert representation.knn_accuracy(memory, y_memory, test, y_test) == pytest.approx(expected)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0))
+    probe.fit(memory.double().numpy(), y_memory.numpy())
+    got = representation.linear_accuracy(memory, y_memory, test, y_test, seed=0)
+    assert got == pytest.approx(probe.score(test.double().numpy(), y_test.numpy()))
+    assert 0.5 < got <= 1.0
+
+
+def test_representation_metrics_refuse_unlabelled_data():
+    from types import SimpleNamespace
+
+    from ganrun.data.base import DataInfo
+    from ganrun.metrics import METRICS
+
+    ctx = SimpleNamespace(
+        info=DataInfo("folder", 3, 32, 0, (-1.0, 1.0)), require_split=lambda *args: None
+    )
+    with pytest.raises(GanrunError, match="data=folder has none: drop them from eval.metrics"):
+        METRICS["knn_acc"].check(ctx)

@@ -185,6 +185,9 @@ class EvalConfig:
     parzen_chunk: int = 1000  # rows per distance block; bounds memory to chunk x samples doubles
     iw_samples: int = 5000  # VAE importance samples k per test example
     likelihood_examples: int = 0  # VAE: test examples scored; 0 = the whole split
+    # knn_acc / linear_acc: training images whose features are the memory (a seeded subset);
+    # 0 = the whole training split
+    representation_examples: int = 0
 
 
 @dataclass

@@ -29,7 +29,7 @@ import torch
 
 from ganrun import theory
 from ganrun.errors import GanrunError
-from ganrun.metrics import fidelity, likelihood, parzen
+from ganrun.metrics import fidelity, likelihood, parzen, representation
 from ganrun.metrics.classifier import FEATURES
 from ganrun.metrics.context import EvalContext, as_unit_interval
 from ganrun.metrics.mixtures import mixture_stats
@@ -76,6 +76,7 @@ _NEEDS = {
     "iw_ll": "importance-weighted likelihood",
     "log_likelihood": "exact likelihood",
     "reconstruct": "encoder to reconstruct with",
+    "features": "encoder whose features a classifier could use",
     "discriminator": "discriminator giving probabilities (a sigmoid D, unconditional)",
 }
 _KINDS = {"image": "an image data set", "points": "point data (gauss1d, ring, grid)"}
@@ -337,6 +338,63 @@ def _recon_mse(ctx: EvalContext) -> Result:
     )
 
 
+def _representation(ctx: EvalContext, probe: str) -> Result:
+    """``knn_acc`` or ``linear_acc`` of the model's features, and of the two floors."""
+    memory, memory_labels = ctx.split("train").all()
+    n = ctx.cfg.representation_examples
+    if 0 < n < memory.shape[0]:
+        gen = torch.Generator().manual_seed(ctx.cfg.seed)
+        keep = torch.randperm(memory.shape[0], generator=gen)[:n].sort().values.to(memory.device)
+        memory, memory_labels = memory[keep], memory_labels[keep]
+    test, labels = ctx.split("test").all()
+    untrained = ctx.untrained_model()
+
+    def accuracy(features: Any) -> float:
+        a, b = features(memory), features(test)
+        y_a, y_b = memory_labels.cpu(), labels.cpu()
+        if probe == "knn":
+            return representation.knn_accuracy(a, y_a, b, y_b)
+        return representation.linear_accuracy(a, y_a, b, y_b, ctx.cfg.seed)
+
+    def pixels(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).cpu()
+
+    name = f"{probe}_acc"
+    values = {
+        name: accuracy(lambda x: _features(ctx.model, x, ctx.cfg.batch_size)),
+        f"{name}_pixels": accuracy(pixels),
+        f"{name}_untrained": accuracy(lambda x: _features(untrained, x, ctx.cfg.batch_size)),
+    }
+    return values, {
+        "metric_library": "ganrun" if probe == "knn" else "scikit-learn",
+        "probe": "1-nearest neighbour, Euclidean"
+        if probe == "knn"
+        else "logistic regression on standardised features",
+        "features": ctx.model.feature_name,
+        "memory_split": "train",
+        "num_memory": int(memory.shape[0]),
+        "reference_split": "test",
+        "num_test": int(test.shape[0]),
+        "seed": ctx.cfg.seed,
+        "untrained": f"the run's model config, built with seed {ctx.cfg.seed}",
+    }
+
+
+def _features(model: Any, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat(
+        [model.features(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
+    )
+
+
+def _check_labels(ctx: EvalContext) -> None:
+    ctx.require_split("test", "a representation metric")
+    if ctx.info.num_classes == 0:
+        raise GanrunError(
+            f"knn_acc and linear_acc classify by the data's labels; data={ctx.info.name} has "
+            "none: drop them from eval.metrics"
+        )
+
+
 def _check_test(ctx: EvalContext) -> None:
     ctx.require_split("test", "the likelihood or reconstruction")
 
@@ -449,6 +507,15 @@ METRICS: dict[str, Metric] = {
                       needs="log_likelihood", check=_check_test),
     "recon_mse": Metric(_recon_mse, (Column("recon_mse", LOWER), Column("recon_mse_se")),
                         needs="reconstruct", check=_check_test),
+    # Beside each accuracy, the same probe on raw pixels and on an untrained model's features.
+    "knn_acc": Metric(lambda c: _representation(c, "knn"),
+                      (Column("knn_acc", HIGHER), Column("knn_acc_pixels"),
+                       Column("knn_acc_untrained")),
+                      needs="features", data="image", check=_check_labels),
+    "linear_acc": Metric(lambda c: _representation(c, "linear"),
+                         (Column("linear_acc", HIGHER), Column("linear_acc_pixels"),
+                          Column("linear_acc_untrained")),
+                         needs="features", data="image", check=_check_labels),
     "jsd": Metric(_jsd, (Column("jsd", LOWER), Column("c_g", LOWER), Column("v_dstar", LOWER),
                          Column("jsd_floor")), data="points", check=_check_mixture),
     "d_gap": Metric(_d_gap, _lower("d_gap"), needs="discriminator", data="points",

@@ -41,6 +41,7 @@ class EvalContext:
         self.info = snapshot.data.info
         self._samples: torch.Tensor | None = None
         self._reference: ImageSet | None = None
+        self._untrained: Any = None
         self._gen_features: dict[str, dict[str, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------------- generated side
@@ -235,6 +236,18 @@ class EvalContext:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.cfg.seed)
             yield
+
+    def untrained_model(self) -> Any:
+        """The run's model as it was before any training: built from its config with
+        ``eval.seed`` (the floor the representation metrics read a trained model against)."""
+        if self._untrained is None:
+            from ganrun.models import build_model
+
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.cfg.seed)
+                self._untrained = build_model(self.run_config.model, self.info).to(self.device)
+        return self._untrained
 
     # ---------------------------------------------------------------------------- for checks
     def require_split(self, name: str, why: str) -> Any:

@@ -90,7 +90,8 @@ class Model(ABC):
     #: "samples" (:meth:`generate`), "elbo" and "iw_ll" (likelihood bounds), "log_likelihood"
     #: (``log_likelihood(x)``: exact, nats per example), "reconstruct" (``reconstruct(x)``:
     #: decode(encode(x)) in the data's range), "discriminator" (``discriminate(x)``: D(x) as a
-    #: probability).
+    #: probability), "features" (``features(x)``: (N, F) features a classifier could use, named
+    #: by ``feature_name``).
     provides: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: DictConfig, info: DataInfo, networks: dict[str, nn.Module]) -> None:

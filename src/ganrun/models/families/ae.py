@@ -239,7 +239,8 @@ class Autoencoder(nn.Module):
 # -------------------------------------------------------------------------------- the model
 class AeModel(Model):
     averaged = (NET,)
-    provides = frozenset({"samples", "reconstruct"})
+    provides = frozenset({"samples", "reconstruct", "features"})
+    feature_name = "code"  # what knn_acc and linear_acc classify
 
     def __init__(self, cfg: DictConfig, info: DataInfo, networks: dict[str, nn.Module]) -> None:
         super().__init__(cfg, info, networks)
@@ -308,6 +309,12 @@ class AeModel(Model):
     @property
     def weights(self) -> str:
         return "ema" if self.averages else NET
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The codes of images ``x`` (uncorrupted), in eval mode."""
+        with self.evaluating():
+            return self.network(NET).encode(x.to(self.device))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

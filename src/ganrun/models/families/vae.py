@@ -149,7 +149,8 @@ class VAE(nn.Module):
 class VaeModel(LatentModel):
     sampler = "vae"
     averaged = ("vae",)
-    provides = frozenset({"samples", "elbo", "iw_ll", "reconstruct"})
+    provides = frozenset({"samples", "elbo", "iw_ll", "reconstruct", "features"})
+    feature_name = "posterior mean"  # what knn_acc and linear_acc classify
 
     def configure_training(self, cfg: DictConfig, fused: bool) -> None:
         super().configure_training(cfg, fused)
@@ -181,6 +182,12 @@ class VaeModel(LatentModel):
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
         """The evidence lower bound per example (nats), one sample of z."""
         return self.network("vae").elbo(x)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior means mu(x), in eval mode."""
+        with self.evaluating():
+            return self.network("vae").encode(x.to(self.device))[0]
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
