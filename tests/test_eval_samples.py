@@ -82,7 +82,6 @@ def test_the_pixels_read_are_the_pixels_stored(digits, tmp_path):
     folder = read_image_set(tmp_path / "f")
     assert folder.pixels.shape == (4, 3, 16, 16)
     assert np.array_equal(folder.pixels.permute(0, 2, 3, 1).numpy(), rgb)
-    assert folder.describe() == "4 images of 16x16 with 3 channels"
 
 
 def _folder_of_two_sizes(tmp_path: Path) -> str:

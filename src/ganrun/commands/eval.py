@@ -135,8 +135,8 @@ def given_samples(cfg: DictConfig, device: torch.device) -> tuple[Snapshot, Path
     info = data.info
     if info.kind != "image":
         raise GanrunError(f"data={data_cfg.name} is not an image data set; samples= are images")
-    _, c, h, w = images.pixels.shape
-    if (c, h, w) != (info.channels, info.resolution, info.resolution):
+    if not images.fits(info):
+        _, c, h, w = images.pixels.shape
         raise GanrunError(
             f"samples={cfg.samples} are {h}x{w} with {c} channel(s), data={data_cfg.name} is "
             f"{info.resolution}x{info.resolution} with {info.channels}: set data.resolution and "

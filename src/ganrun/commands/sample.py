@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ganrun.devices import configure_threads, resolve_device
-from ganrun.errors import GanrunError
+from ganrun.errors import GanrunError, require_one_of
 from ganrun.images import save_grid, to_uint8
 from ganrun.models.family import Drawn
 from ganrun.runs.checkpoint import restore
@@ -40,8 +40,7 @@ def check_sample_config(cfg: DictConfig) -> None:
         raise GanrunError(f"checkpoint={cfg.checkpoint} does not exist")
     if cfg.n < 1:
         raise GanrunError(f"n={cfg.n} must be at least 1")
-    if s.format not in FORMATS:
-        raise GanrunError(f"sample.format={s.format} is not one of: {', '.join(FORMATS)}")
+    require_one_of(s.format, FORMATS, "sample.format")
     if s.steps < 2:
         raise GanrunError(f"sample.steps={s.steps} must be at least 2")
     if s.batch_size < 1:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError, require
 
 NPZ_KEY = "samples"
@@ -31,9 +32,10 @@ class ImageSet:
     pixels: torch.Tensor
     sha256: str
 
-    def describe(self) -> str:
-        n, c, h, w = self.pixels.shape
-        return f"{n} images of {h}x{w} with {c} channel{'s' if c > 1 else ''}"
+    def fits(self, info: DataInfo) -> bool:
+        """Whether these are images of the data set's kind: its resolution and channels."""
+        expected = (info.channels, info.resolution, info.resolution)
+        return info.kind == "image" and tuple(self.pixels.shape[1:]) == expected
 
 
 def read_image_set(path: Path) -> ImageSet:

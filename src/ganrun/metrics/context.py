@@ -73,10 +73,9 @@ class EvalContext:
             return None
         if self._reference is None:
             images = read_image_set(Path(self.cfg.reference))
-            _, c, h, w = images.pixels.shape
             info = self.info
-            expected = (info.channels, info.resolution, info.resolution)
-            if info.kind != "image" or (c, h, w) != expected:
+            if not images.fits(info):
+                _, c, h, w = images.pixels.shape
                 shape = f"{info.resolution}x{info.resolution} with {info.channels} channel(s)"
                 raise GanrunError(
                     f"eval.reference={self.cfg.reference} holds {h}x{w} images with {c} "

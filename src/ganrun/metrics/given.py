@@ -40,11 +40,6 @@ class GivenSamples(Model):
 
     def generate(self, n: int, seed: int, batch_size: int) -> torch.Tensor:
         """The first ``n`` images in the data's value range (converting them back to uint8 gives
-        the stored pixels exactly)."""
-        have = self.images.pixels.shape[0]
-        if n > have:
-            raise GanrunError(
-                f"samples={self.images.path} holds {have} images, fewer than the {n} to score; "
-                f"lower eval.num_samples to {have} or give more images"
-            )
+        the stored pixels exactly). Scoring never asks for more than there are: planning refuses
+        a metric that would (:attr:`sample_limit`)."""
         return self.images.pixels[:n].float().mul_(self.scale).add_(self.offset)

@@ -10,7 +10,7 @@ training: a scatter plot over the data for 2-D points, and for 1-D points the de
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -23,10 +23,42 @@ from ganrun.runs.layout import figure_name
 
 if TYPE_CHECKING:
     from ganrun.data import Data
+    from ganrun.data.base import DataInfo
 
 POINTS_PLOTTED = 2000  # generated (and real) points in each scatter plot of 2-D data
 DENSITY_SAMPLES = 10000  # samples behind each estimate of p_g in the figures of 1-D data
 ARROWS = 25  # z -> G(z) arrows in a 1-D figure, at evenly spaced quantiles of z
+
+
+def density_figure(
+    name: str,
+    info: DataInfo,
+    samples: torch.Tensor,
+    step: int,
+    discriminate: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    mapping: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Densities:
+    """The 1-D figure of any model's ``samples``: p_g estimated from them against the data's
+    known p_data, D* = p_data / (p_data + p_g), D where the model has a ``discriminate``, and the
+    ``mapping`` (z, G(z)) where its samples come from one latent number."""
+    mixture = theory.Mixture.from_extra(info.extra)
+    if mixture is None:
+        raise GanrunError(f"data={info.name} has no known density to draw 1-D samples on")
+    comparison = theory.compare(mixture, samples)
+    x = comparison.grid.axes[0]
+    d = None if discriminate is None else discriminate(x.float().view(-1, 1))
+    z, gz = mapping if mapping is not None else (None, None)
+    return Densities(
+        name,
+        x,
+        comparison.p_data,
+        comparison.p_g,
+        d,
+        comparison.d_star(),
+        z,
+        gz,
+        title=f"step {step}: JSD(p_data || p_g) = {comparison.jsd():.4f} nats",
+    )
 
 
 def sample_noise(
@@ -191,32 +223,15 @@ class LatentModel(Model):
             net.train(was_training)
 
     def densities(self, name: str, z: torch.Tensor, out: torch.Tensor, step: int) -> Densities:
-        """The 1-D figure of samples ``out`` = G(z): p_g estimated from them against p_data, D
-        where the model has one, and D* = p_data / (p_data + p_g)."""
-        mixture = theory.Mixture.from_extra(self.info.extra)
-        if mixture is None:
-            raise GanrunError(f"data={self.info.name} has no known density to draw 1-D samples on")
-        comparison = theory.compare(mixture, out)
-        x = comparison.grid.axes[0]
-        d = None
-        if "discriminator" in self.provides:
-            d = self.discriminate(x.float().view(-1, 1))
-        zs = gz = None
+        """:func:`density_figure` of samples ``out`` = G(z), with D where the model has one and,
+        for one latent number, arrows from evenly spaced quantiles of z to their G(z)."""
+        mapping = None
         if z.shape[1] == 1:  # the paper's picture: one line of z below the line of x
             order = z[:, 0].argsort()
             pick = order[torch.linspace(0, z.shape[0] - 1, ARROWS).round().long()]
-            zs, gz = z[pick, 0].cpu(), out[pick, 0].cpu()
-        return Densities(
-            name,
-            x,
-            comparison.p_data,
-            comparison.p_g,
-            d,
-            comparison.d_star(),
-            zs,
-            gz,
-            title=f"step {step}: JSD(p_data || p_g) = {comparison.jsd():.4f} nats",
-        )
+            mapping = (z[pick, 0].cpu(), out[pick, 0].cpu())
+        discriminate = self.discriminate if "discriminator" in self.provides else None
+        return density_figure(name, self.info, out, step, discriminate, mapping)
 
     def more_figures(self, step: int, data: Data, net: torch.nn.Module) -> list[Figure]:
         """Figures beyond the sample grid (the VAE's reconstructions), drawn in eval mode."""

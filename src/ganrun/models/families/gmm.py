@@ -32,8 +32,9 @@ from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError, require, require_one_of
-from ganrun.images import Densities, Figure, Grid, Scatter, default_nrow
+from ganrun.images import Figure, Grid, Scatter, default_nrow
 from ganrun.models.family import Drawn, Family, Model, ModelConfig, Statistic
+from ganrun.models.latent import DENSITY_SAMPLES, POINTS_PLOTTED, density_figure
 from ganrun.runs.layout import figure_name
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ EXAMPLES_PER_BLOCK = 4096
 EMPTY = 10 * torch.finfo(torch.float64).eps
 MAX_PARAMETER_BYTES = 8 * 2**30  # a mixture larger than this is refused before it is built
 MEANS_SHOWN = 64  # component means in each grid of them, the heaviest first
-POINTS_SHOWN = 2000  # samples in each scatter plot of 2-D data
-DENSITY_SAMPLES = 10000  # samples behind p_g in the figure of 1-D data
 
 
 @dataclass
@@ -411,10 +410,11 @@ class GmmModel(Model):
         name = figure_name(step)
         seed = self.run_cfg.seed + 2
         if self.info.kind == "points" and self.info.channels == 1:
-            return [self._densities(name, step)]
+            samples = self.generate(DENSITY_SAMPLES, seed, DENSITY_SAMPLES)
+            return [density_figure(name, self.info, samples, step)]
         if self.info.kind == "points":
-            samples = self.generate(POINTS_SHOWN, seed, POINTS_SHOWN)
-            real = data.train.images[:POINTS_SHOWN]
+            samples = self.generate(POINTS_PLOTTED, seed, POINTS_PLOTTED)
+            real = data.train.images[:POINTS_PLOTTED]
             title = f"step {step}: samples, data and the {self.mixture.components} means (x)"
             return [Scatter(name, samples, real, self.means(), title=title)]
         n = self.run_cfg.train.num_samples
@@ -424,26 +424,6 @@ class GmmModel(Model):
             Grid(name, self.generate(n, seed, n), value_range, default_nrow(n)),
             Grid(figure_name(step, "means"), means, value_range, default_nrow(means.shape[0])),
         ]
-
-    def _densities(self, name: str, step: int) -> Densities:
-        from ganrun import theory
-
-        mixture = theory.Mixture.from_extra(self.info.extra)
-        if mixture is None:
-            raise GanrunError(f"data={self.info.name} has no known density to draw 1-D samples on")
-        samples = self.generate(DENSITY_SAMPLES, self.run_cfg.seed + 2, DENSITY_SAMPLES)
-        comparison = theory.compare(mixture, samples)
-        return Densities(
-            name,
-            comparison.grid.axes[0],
-            comparison.p_data,
-            comparison.p_g,
-            None,
-            comparison.d_star(),
-            None,
-            None,
-            title=f"step {step}: JSD(p_data || p_g) = {comparison.jsd():.4f} nats",
-        )
 
 
 def _sample_cpu(
