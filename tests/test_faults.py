@@ -53,7 +53,10 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
 
 
 def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
-    first = spawn_cli(["train", *SLOW, "train.checkpoint_every=2", "hydra.run.dir=run"], tmp_path)
+    # A checkpoint every 2 steps over SLOW's 100000 would ask for ~50 GB of room; 2000 steps
+    # ask for ~1 GB and still run long after the kill.
+    often = [*LONG, "train.steps=2000", "train.checkpoint_every=2", "train.log_every=1"]
+    first = spawn_cli(["train", *often, "hydra.run.dir=run"], tmp_path)
     wait_for_rows(tmp_path / "run/metrics.csv", 4, first)
     first.kill()
     first.wait()
