@@ -435,5 +435,5 @@ def test_representation_metrics_read_the_codes_against_their_floors(cli, learned
     knn = KNeighborsClassifier(n_neighbors=1).fit(memory.flatten(1).numpy(), y_memory.numpy())
     assert values["knn_acc_pixels"] == pytest.approx(knn.score(test.flatten(1).numpy(), y_test))
     assert values["knn_acc"] != values["knn_acc_pixels"] and values["knn_acc"] > 0.5
-    assert (protocol["features"], protocol["memory_split"]) == ("code", "train")
+    assert (protocol["features"], protocol["memory_split"]) == ("output: code", "train")
     assert protocol["num_memory"] == 1497 and protocol["num_test"] == 150

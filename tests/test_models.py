@@ -167,11 +167,12 @@ def test_vae_mlp_parameter_count():
 
 
 # model=ae: tests/test_ae.py (its model.noise is the denoising corruption, not the latent's);
-# model=gmm, which has no latent: tests/test_gmm.py.
+# model=gmm, which has no latent: tests/test_gmm.py; model=ssgan, whose D gives class logits:
+# tests/test_ssgan.py.
 @pytest.mark.parametrize(
     "model",
     [
-        *sorted(set(model_names()) - {"ae", "gmm"}),
+        *sorted(set(model_names()) - {"ae", "gmm", "ssgan"}),
         "dcgan-infogan",
         "wgan_gp-infogan",
         "vae-conv",
@@ -278,8 +279,9 @@ def test_vae_bounds_are_consistent():
 
 @pytest.mark.parametrize(
     "overrides",
-    # The Gaussian mixture has no networks to shrink (TINY's keys): tests/test_gmm.py runs it.
-    [[f"model={m}"] for m in group_options("model") if m != "gmm"]
+    # The Gaussian mixture has no networks to shrink (TINY's keys), the semi-supervised GAN
+    # other ones: tests/test_gmm.py and tests/test_ssgan.py run them.
+    [[f"model={m}"] for m in group_options("model") if m not in ("gmm", "ssgan")]
     + [
         ["model=dcgan", "model.conditional=true", "model.ema_decay=0.9"],
         ["model=gan", "data=ring", "data.num_points=2000", "data.valid_size=200"],

@@ -60,6 +60,12 @@ def check_train_config(cfg: DictConfig) -> None:
     require(
         0.0 <= cfg.model.ema_decay < 1.0, f"model.ema_decay={cfg.model.ema_decay} must be in [0, 1)"
     )
+    require(
+        cfg.data.labels_per_class == 0 or family.semi_supervised,
+        f"data.labels_per_class={cfg.data.labels_per_class} picks the labelled examples of a "
+        f"semi-supervised model, and model={cfg.model.name} is not one; use model=ssgan or "
+        "data.labels_per_class=0",
+    )
     family.check(cfg)
     check_data_config(cfg.data)
 
@@ -133,6 +139,11 @@ def check_data_config(d: DictConfig) -> None:
             f"data.binarize={d.binarize} applies to image data sets held in memory, not "
             f"data={d.name}; leave data.binarize=none",
         )
+    require(
+        d.labels_per_class >= 0,
+        f"data.labels_per_class={d.labels_per_class} must be 0 (every label) or a count per class",
+    )
+    require(d.label_seed >= 0, f"data.label_seed={d.label_seed} must be a non-negative integer")
     if d.name == "gauss1d":
         check_gauss1d(d)
         return

@@ -125,6 +125,11 @@ class DataConfig:
     # none | static (every split drawn once) | dynamic (training batches drawn afresh each time,
     # Burda et al. 2016; other splits drawn once). Draws that are made once are the same every run.
     binarize: str = "none"
+    # Semi-supervised training (model=ssgan): keep the labels of this many training images per
+    # class, balanced and drawn by label_seed, and use every training image unlabelled; 0: every
+    # label is kept.
+    labels_per_class: int = 0
+    label_seed: int = 0
 
 
 @dataclass
@@ -188,6 +193,10 @@ class EvalConfig:
     # knn_acc / linear_acc: training images whose features are the memory (a seeded subset);
     # 0 = the whole training split
     representation_examples: int = 0
+    # knn_acc / linear_acc: the model's layer to classify with, one of its feature layers
+    # (output: its code or E(x); penultimate: the hidden layer before it); auto: the model's own
+    # choice, the first it offers
+    features: str = "auto"
 
 
 @dataclass

@@ -203,4 +203,42 @@ def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.
     train = data.split(cfg.train_split)  # an unknown split fails here, before anything is written
     if isinstance(train, ResidentSplit):
         info.train_mean = train.mean
+    if cfg.labels_per_class:
+        data.splits[LABELLED] = labelled_split(train, cfg, value_range)
     return data
+
+
+LABELLED = "labelled"  # the split data.labels_per_class adds: the labelled subset of training
+
+
+def labelled_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Indices of ``per_class`` examples of every class, drawn by ``seed``: a random order of
+    the whole split, then the first ``per_class`` of each class in it (as Salimans et al.'s
+    released code picks its 100 MNIST labels). Sorted, so a subset reads in the split's order."""
+    order = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(seed))
+    shuffled = labels.cpu()[order]
+    picked = [order[shuffled == c][:per_class] for c in range(int(labels.max()) + 1)]
+    return torch.cat(picked).sort().values
+
+
+def labelled_split(
+    train: Split, cfg: DataConfig, value_range: tuple[float, float]
+) -> ResidentSplit:
+    """The training split's labelled subset (``data.labels_per_class``), or a one-line error
+    where the split has no labels or a class has fewer examples than asked for."""
+    k = cfg.labels_per_class
+    if not isinstance(train, ResidentSplit) or train.labels is None:
+        raise GanrunError(
+            f"data.labels_per_class={k} keeps labels of the training split, but the "
+            f"{cfg.train_split!r} split of data={cfg.name} has none; use labelled data or "
+            "data.labels_per_class=0"
+        )
+    counts = torch.bincount(train.labels.cpu())
+    fewest = int(counts.argmin())
+    if counts[fewest] < k:
+        raise GanrunError(
+            f"data.labels_per_class={k} is more than the {int(counts[fewest])} training images "
+            f"of class {fewest} in data={cfg.name}; lower data.labels_per_class"
+        )
+    index = labelled_subset(train.labels, k, cfg.label_seed).to(train.device)
+    return ResidentSplit(train.images[index], train.labels[index], value_range, train.device)

@@ -77,6 +77,7 @@ _NEEDS = {
     "log_likelihood": "exact likelihood",
     "reconstruct": "encoder to reconstruct with",
     "features": "encoder whose features a classifier could use",
+    "classifier": "classifier of the data's classes",
     "discriminator": "discriminator giving probabilities (a sigmoid D, unconditional)",
 }
 _KINDS = {"image": "an image data set", "points": "point data (gauss1d, ring, grid)"}
@@ -348,6 +349,7 @@ def _representation(ctx: EvalContext, probe: str) -> Result:
         memory, memory_labels = memory[keep], memory_labels[keep]
     test, labels = ctx.split("test").all()
     untrained = ctx.untrained_model()
+    layer = _feature_layer(ctx)
 
     def accuracy(features: Any) -> float:
         a, b = features(memory), features(test)
@@ -361,16 +363,16 @@ def _representation(ctx: EvalContext, probe: str) -> Result:
 
     name = f"{probe}_acc"
     values = {
-        name: accuracy(lambda x: _features(ctx.model, x, ctx.cfg.batch_size)),
+        name: accuracy(lambda x: _features(ctx.model, x, layer, ctx.cfg.batch_size)),
         f"{name}_pixels": accuracy(pixels),
-        f"{name}_untrained": accuracy(lambda x: _features(untrained, x, ctx.cfg.batch_size)),
+        f"{name}_untrained": accuracy(lambda x: _features(untrained, x, layer, ctx.cfg.batch_size)),
     }
     return values, {
         "metric_library": "ganrun" if probe == "knn" else "scikit-learn",
         "probe": "1-nearest neighbour, Euclidean"
         if probe == "knn"
         else "logistic regression on standardised features",
-        "features": ctx.model.feature_name,
+        "features": f"{layer}: {ctx.model.feature_layers[layer]}",
         "memory_split": "train",
         "num_memory": int(memory.shape[0]),
         "reference_split": "test",
@@ -380,9 +382,33 @@ def _representation(ctx: EvalContext, probe: str) -> Result:
     }
 
 
-def _features(model: Any, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _test_error(ctx: EvalContext) -> Result:
+    """The classification error of a classifier family (the semi-supervised GAN's D) on the
+    test split: the number the semi-supervised literature reports."""
+    x, labels = ctx.split("test").all()
+    b = ctx.cfg.batch_size
+    predicted = torch.cat(
+        [ctx.model.classify(x[i : i + b]).argmax(dim=1) for i in range(0, len(x), b)]
+    )
+    wrong = int((predicted != labels.cpu()).sum())
+    data = ctx.run_config.data
+    return {"test_error": wrong / len(x), "test_misclassified": wrong}, _on_test(
+        x,
+        weights=ctx.model.weights,
+        labels_per_class=data.get("labels_per_class", 0),
+        label_seed=data.get("label_seed", 0),
+    )
+
+
+def _feature_layer(ctx: EvalContext) -> str:
+    """``eval.features``, or for auto the first layer the model offers."""
+    layers = ctx.model.feature_layers
+    return next(iter(layers)) if ctx.cfg.features == "auto" else ctx.cfg.features
+
+
+def _features(model: Any, x: torch.Tensor, layer: str, batch_size: int) -> torch.Tensor:
     return torch.cat(
-        [model.features(x[i : i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)]
+        [model.features(x[i : i + batch_size], layer).cpu() for i in range(0, len(x), batch_size)]
     )
 
 
@@ -390,8 +416,19 @@ def _check_labels(ctx: EvalContext) -> None:
     ctx.require_split("test", "a representation metric")
     if ctx.info.num_classes == 0:
         raise GanrunError(
-            f"knn_acc and linear_acc classify by the data's labels; data={ctx.info.name} has "
-            "none: drop them from eval.metrics"
+            f"knn_acc, linear_acc and test_error score by the data's labels; data="
+            f"{ctx.info.name} has none: drop them from eval.metrics"
+        )
+
+
+def _check_representation(ctx: EvalContext) -> None:
+    _check_labels(ctx)
+    layers = ctx.model.feature_layers
+    if ctx.cfg.features != "auto" and ctx.cfg.features not in layers:
+        offered = "; ".join(f"{name} ({what})" for name, what in layers.items())
+        raise GanrunError(
+            f"eval.features={ctx.cfg.features} is not a layer of model={ctx.model.cfg.name}; "
+            f"choose eval.features=auto or one of: {offered}"
         )
 
 
@@ -511,11 +548,13 @@ METRICS: dict[str, Metric] = {
     "knn_acc": Metric(lambda c: _representation(c, "knn"),
                       (Column("knn_acc", HIGHER), Column("knn_acc_pixels"),
                        Column("knn_acc_untrained")),
-                      needs="features", data="image", check=_check_labels),
+                      needs="features", data="image", check=_check_representation),
     "linear_acc": Metric(lambda c: _representation(c, "linear"),
                          (Column("linear_acc", HIGHER), Column("linear_acc_pixels"),
                           Column("linear_acc_untrained")),
-                         needs="features", data="image", check=_check_labels),
+                         needs="features", data="image", check=_check_representation),
+    "test_error": Metric(_test_error, (Column("test_error", LOWER), Column("test_misclassified")),
+                         needs="classifier", data="image", check=_check_labels),
     "jsd": Metric(_jsd, (Column("jsd", LOWER), Column("c_g", LOWER), Column("v_dstar", LOWER),
                          Column("jsd_floor")), data="points", check=_check_mixture),
     "d_gap": Metric(_d_gap, _lower("d_gap"), needs="discriminator", data="points",

@@ -90,9 +90,14 @@ class Model(ABC):
     #: "samples" (:meth:`generate`), "elbo" and "iw_ll" (likelihood bounds), "log_likelihood"
     #: (``log_likelihood(x)``: exact, nats per example), "reconstruct" (``reconstruct(x)``:
     #: decode(encode(x)) in the data's range), "discriminator" (``discriminate(x)``: D(x) as a
-    #: probability), "features" (``features(x)``: (N, F) features a classifier could use, named
-    #: by ``feature_name``).
+    #: probability), "features" (``features(x, layer)``: (N, F) features a classifier could use,
+    #: from one of :attr:`feature_layers`), "classifier" (``classify(x)``: logits of the data's
+    #: classes).
     provides: ClassVar[frozenset[str]] = frozenset()
+    #: "features": the layers ``features`` offers (``eval.features``), each with what it is; the
+    #: first is the default. "output": the model's own representation (a code, E(x));
+    #: "penultimate": the hidden layer before it (a GAN's D has only this one).
+    feature_layers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, cfg: DictConfig, info: DataInfo, networks: dict[str, nn.Module]) -> None:
         self.cfg = cfg  # the model config (its family's schema)
@@ -158,6 +163,11 @@ class Model(ABC):
         their optimizers (:meth:`add_optimizer`; ``fused`` says whether Adam may run fused on
         this device), loss and step settings."""
         self.run_cfg = cfg
+
+    def use_data(self, data: Data) -> None:  # noqa: B027 (most models need only their batches)
+        """Before training starts, with every split: a model that trains on more than the
+        training split's batches (a semi-supervised model's labelled examples, a data-dependent
+        initialisation) takes what it needs here."""
 
     @abstractmethod
     def training_step(self, batches: Any, noise: torch.Generator) -> dict[str, torch.Tensor]:
@@ -264,6 +274,8 @@ class Family(ABC):
     adjustable: ClassVar[tuple[str, ...]] = ()
     #: Whether ``train.simultaneous=true`` (the 2014 code's joint update) applies.
     simultaneous: ClassVar[bool] = False
+    #: Whether it trains on a labelled subset beside unlabelled data (``data.labels_per_class``).
+    semi_supervised: ClassVar[bool] = False
 
     def check(self, cfg: DictConfig) -> None:  # noqa: B027 (a family may have nothing to check)
         """Refuse settings of the whole run config that cannot work, with one-line errors,

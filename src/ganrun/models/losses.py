@@ -55,11 +55,21 @@ def least_squares_g(fake: Tensor) -> Tensor:
     return 0.5 * (fake - 1.0).pow(2).mean()
 
 
+def feature_matching_g(fake: Tensor, real: Tensor) -> Tensor:
+    """Feature matching (Salimans et al. 2016): the squared difference between the mean of D's
+    hidden features over a generated batch and over a real one, averaged over the features (as
+    the released code; the paper writes the sum, a constant factor)."""
+    return (fake.mean(dim=0) - real.mean(dim=0)).pow(2).mean()
+
+
 @dataclass(frozen=True)
 class GanLoss:
     d: Callable[[Tensor, Tensor], Tensor]
-    g: Callable[[Tensor], Tensor]
+    # G's loss of D's outputs on generated images; with `matches_features`, of D's hidden
+    # features on generated and on real images.
+    g: Callable[..., Tensor]
     needs_critic: bool = False  # only meaningful on an unbounded critic score
+    matches_features: bool = False
 
 
 LOSSES: dict[str, GanLoss] = {
@@ -68,6 +78,7 @@ LOSSES: dict[str, GanLoss] = {
     "wasserstein": GanLoss(wasserstein_d, wasserstein_g, needs_critic=True),
     "hinge": GanLoss(hinge_d, wasserstein_g),
     "least_squares": GanLoss(least_squares_d, least_squares_g),
+    "feature_matching": GanLoss(minimax_d, feature_matching_g, matches_features=True),
 }
 
 

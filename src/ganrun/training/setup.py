@@ -58,6 +58,7 @@ def build_setup(cfg: DictConfig) -> Setup:
         )
     family.check_data(cfg, data)
     model = build_model(cfg.model, data.info).to(device)
+    model.use_data(data)
     # The averages start as plain copies, before any speed setting wraps a network's forward.
     model.keep_averages(cfg.model.ema_decay)
     accelerate(list(model.networks.values()), cfg.trainer, device)

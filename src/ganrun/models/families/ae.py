@@ -240,7 +240,7 @@ class Autoencoder(nn.Module):
 class AeModel(Model):
     averaged = (NET,)
     provides = frozenset({"samples", "reconstruct", "features"})
-    feature_name = "code"  # what knn_acc and linear_acc classify
+    feature_layers = {"output": "code", "penultimate": "encoder's last hidden layer"}
 
     def __init__(self, cfg: DictConfig, info: DataInfo, networks: dict[str, nn.Module]) -> None:
         super().__init__(cfg, info, networks)
@@ -311,10 +311,12 @@ class AeModel(Model):
         return "ema" if self.averages else NET
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The codes of images ``x`` (uncorrupted), in eval mode."""
+    def features(self, x: torch.Tensor, layer: str = "output") -> torch.Tensor:
+        """The codes of images ``x`` (uncorrupted), or the encoder's features they are computed
+        from, in eval mode."""
         with self.evaluating():
-            return self.network(NET).encode(x.to(self.device))
+            net, x = self.network(NET), x.to(self.device)
+            return net.encode(x) if layer == "output" else net.encoder(x).flatten(1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

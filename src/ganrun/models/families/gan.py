@@ -62,8 +62,17 @@ class GanModel(LatentModel):
         # D(x) is a probability only for a sigmoid D, and needs no label only unconditionally:
         # then the theory metrics may compare it with D* (d_gap, the 1-D figures).
         if self.cfg.critic or self.cfg.conditional:
-            return frozenset({"samples"})
-        return frozenset({"samples", "discriminator"})
+            return frozenset({"samples", "features"})
+        return frozenset({"samples", "discriminator", "features"})
+
+    feature_layers = {"penultimate": "D's last hidden layer"}
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, layer: str = "penultimate") -> torch.Tensor:
+        """D's last hidden layer on images ``x``, in eval mode: what a GAN learns about images
+        beside its samples (Radford et al. 2016 classify with D's features)."""
+        with self.evaluating():
+            return getattr(self.D, "module", self.D).hidden(x.to(self.device)).float()
 
     @torch.no_grad()
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,7 +138,7 @@ class GanModel(LatentModel):
 
         # (2) G: one step through the updated, frozen D (its weights need no gradients here).
         D.requires_grad_(False)
-        loss_g = loss.g(D(fake, labels))
+        loss_g = self.g_loss(fake, real, labels)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -147,7 +156,8 @@ class GanModel(LatentModel):
         real, labels = batches.batch(n)
         fake = G(self.noise(n, noise), labels)
         d_real, d_fake = D(real, labels), D(fake, labels)
-        loss_d, loss_g = loss.d(d_real, d_fake), loss.g(d_fake)
+        loss_d = loss.d(d_real, d_fake)
+        loss_g = self.g_loss(fake, real, labels) if loss.matches_features else loss.g(d_fake)
         opt_d.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
         # Each loss differentiates only its own player's weights: D's loss must not move G.
@@ -159,6 +169,18 @@ class GanModel(LatentModel):
         self.update_averages()
 
         return self._stats(loss_d, loss_g, d_real, d_fake)
+
+    def g_loss(
+        self, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """G's loss: of D(G(z)), or with feature matching of D's last hidden layer on the fakes
+        against that on the real batch."""
+        if not self.loss.matches_features:
+            return self.loss.g(self.D(fake, labels))
+        hidden = getattr(self.D, "module", self.D).hidden  # beside DDP: no gradient of D's here
+        with torch.no_grad():
+            target = hidden(real)
+        return self.loss.g(hidden(fake), target)
 
     def _stats(
         self,
@@ -230,6 +252,11 @@ class GAN(Family):
             not (m.gp_weight > 0 and not m.critic),
             f"model.gp_weight={m.gp_weight} needs a critic (model.critic=true), but model="
             f"{m.name} has a sigmoid discriminator",
+        )
+        require(
+            not (LOSSES[cfg.loss.name].matches_features and m.critic),
+            f"loss={cfg.loss.name} trains D as a classifier, but model={m.name} has a critic; "
+            "use model=dcgan or model=gan",
         )
         require(m.clip_value >= 0, f"model.clip_value={m.clip_value} must be 0 (off) or positive")
         require(m.gp_weight >= 0, f"model.gp_weight={m.gp_weight} must be 0 (off) or positive")

@@ -150,7 +150,7 @@ class VaeModel(LatentModel):
     sampler = "vae"
     averaged = ("vae",)
     provides = frozenset({"samples", "elbo", "iw_ll", "reconstruct", "features"})
-    feature_name = "posterior mean"  # what knn_acc and linear_acc classify
+    feature_layers = {"output": "posterior mean", "penultimate": "encoder's last hidden layer"}
 
     def configure_training(self, cfg: DictConfig, fused: bool) -> None:
         super().configure_training(cfg, fused)
@@ -184,10 +184,12 @@ class VaeModel(LatentModel):
         return self.network("vae").elbo(x)
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The posterior means mu(x), in eval mode."""
+    def features(self, x: torch.Tensor, layer: str = "output") -> torch.Tensor:
+        """The posterior means mu(x), or the encoder's features they are computed from, in eval
+        mode."""
         with self.evaluating():
-            return self.network("vae").encode(x.to(self.device))[0]
+            net, x = self.network("vae"), x.to(self.device)
+            return net.encode(x)[0] if layer == "output" else net.encoder(x).flatten(1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,10 @@ class Discriminator(nn.Module):
         # unconditional output.
         self.embed = nn.Embedding(num_classes, ch * start * start) if num_classes else None
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer, flat: what feature matching and representation metrics use."""
+        return self.net(x).flatten(1)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.net(x)
         return projection(self.head(h).flatten(), self.embed, y, h)

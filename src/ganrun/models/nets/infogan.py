@@ -91,6 +91,10 @@ class Discriminator(nn.Module):
         # Projection discriminator (Miyato & Koyama 2018) on the last hidden layer, as in DCGAN.
         self.embed = nn.Embedding(num_classes, hidden) if num_classes else None
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer, flat: what feature matching and representation metrics use."""
+        return self.net(x)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.net(x)
         return projection(self.head(h).flatten(), self.embed, y, h)

@@ -73,6 +73,10 @@ class Discriminator(nn.Module):
         n = info.num_classes if cfg.conditional else 0
         self.embed = nn.Embedding(n, width) if n else None
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer, flat: what feature matching and representation metrics use."""
+        return self.features(x)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)
         return projection(self.head(h).flatten(), self.embed, y, h)
