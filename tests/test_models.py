@@ -167,12 +167,12 @@ def test_vae_mlp_parameter_count():
 
 
 # model=ae: tests/test_ae.py (its model.noise is the denoising corruption, not the latent's);
-# model=gmm, which has no latent: tests/test_gmm.py; model=ssgan, whose D gives class logits:
-# tests/test_ssgan.py.
+# model=gmm, which has no latent: tests/test_gmm.py; model=ssgan, whose D gives class logits, and
+# model=bigan, whose D takes pairs: tests/test_ssgan.py and tests/test_bigan.py.
 @pytest.mark.parametrize(
     "model",
     [
-        *sorted(set(model_names()) - {"ae", "gmm", "ssgan"}),
+        *sorted(set(model_names()) - {"ae", "gmm", "ssgan", "bigan"}),
         "dcgan-infogan",
         "wgan_gp-infogan",
         "vae-conv",

@@ -94,6 +94,15 @@ def check_optim_config(o: DictConfig) -> None:
     require(o.lr_decay > 0, f"optim.lr_decay={o.lr_decay} must be positive (1 = constant lr)")
     require(o.min_lr >= 0, f"optim.min_lr={o.min_lr} must be non-negative")
     require(
+        o.decay_to == 0 or 0 <= o.decay_from < o.decay_to,
+        f"optim.decay_from={o.decay_from} and optim.decay_to={o.decay_to}: the linear decay "
+        "needs 0 <= decay_from < decay_to (decay_to=0: off)",
+    )
+    require(
+        o.decay_to == 0 or o.lr_decay == 1.0,
+        "optim.lr_decay and optim.decay_to are two learning-rate schedules; choose one",
+    )
+    require(
         o.momentum_ramp_steps >= 0,
         f"optim.momentum_ramp_steps={o.momentum_ramp_steps} must be non-negative (0 = off)",
     )

@@ -50,11 +50,14 @@ def build_optimizer(
 
 
 def scheduled(cfg: OptimConfig, step: int) -> dict[str, float]:
-    """The scheduled hyperparameters for update number ``step`` (0-based); empty when neither
+    """The scheduled hyperparameters for update number ``step`` (0-based); empty when no
     schedule is on. A pure function of the step, so a resumed run needs no scheduler state."""
     values: dict[str, float] = {}
     if cfg.lr_decay != 1.0:
         values["lr"] = max(cfg.lr / cfg.lr_decay**step, cfg.min_lr)
+    if cfg.decay_to:
+        left = (cfg.decay_to - step) / (cfg.decay_to - cfg.decay_from)
+        values["lr"] = cfg.lr * min(max(left, 0.0), 1.0)
     if cfg.momentum_ramp_steps > 0:
         done = min(step / cfg.momentum_ramp_steps, 1.0)
         values["momentum"] = cfg.momentum + done * (cfg.final_momentum - cfg.momentum)
