@@ -44,6 +44,11 @@ def test_unknown_subcommand(tmp_path):
     assert_one_line_error(run_cli("trian", cwd=tmp_path), "unknown subcommand 'trian'")
 
 
+def test_eval_data_keys_without_a_data_set_name_the_setting_to_use(tmp_path):
+    result = run_cli("eval", "checkpoint=c.pt", "data.root=/elsewhere", cwd=tmp_path)
+    assert_one_line_error(result, "data.root= needs data=<name>", "data_root=<folder>")
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [

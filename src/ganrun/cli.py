@@ -189,7 +189,7 @@ def _main(args: list[str]) -> int:
         return _fail(f"unknown subcommand {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
 
     config_name, _ = SUBCOMMANDS[command]
-    flag_error = _flag_error(rest)
+    flag_error = _flag_error(rest) or _unset_data_error(command, rest)
     if flag_error:
         return _fail(f"{flag_error} (run `ganrun {command} --help` for the options)")
     # Hydra re-raises instead of printing its multi-line report, so errors come back to us.
@@ -221,6 +221,20 @@ def _main(args: list[str]) -> int:
         if debug or not (isinstance(exc, user_errors) or _hydra_flag_error(exc)):
             raise
         return _fail(_config_error(exc, f"ganrun {command}"))
+
+
+def _unset_data_error(command: str, rest: list[str]) -> str | None:
+    """``ganrun eval`` has a ``data`` group only with ``samples=``: a ``data.<key>=`` override
+    without ``data=<name>`` would reach OmegaConf as an update of an unset node (an assertion,
+    not an error message)."""
+    keys = [a.split("=", 1)[0].lstrip("+~") for a in rest if "=" in a]
+    if command != "eval" or "data" in keys or not any(k.startswith("data.") for k in keys):
+        return None
+    first = next(k for k in keys if k.startswith("data."))
+    return (
+        f"{first}= needs data=<name> (scoring samples=); a checkpoint is scored on the data of "
+        "its saved config: say where that data lives now with data_root=<folder>"
+    )
 
 
 def _config_error(exc: BaseException, usage: str) -> str:
