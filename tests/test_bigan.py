@@ -8,9 +8,11 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ganrun.data.base import DataInfo
 from ganrun.models import build_model
@@ -133,6 +135,17 @@ def test_family_trains_resumes_bit_for_bit_samples_and_scores(cli, tmp_path):
 
     ckpt = full / "checkpoints/last.pt"
     assert cli("sample", f"checkpoint={ckpt}", "out=s.png", "n=16", cwd=tmp_path)[0] == 0
+    # sample.reconstruct: rows of held-out images above G(E(x)); the npz keeps both, as uint8
+    recon = ["sample.reconstruct=true", "n=8", "sample.grid_min_width=0"]
+    code, out, err = cli("sample", f"checkpoint={ckpt}", *recon, "out=r.png", cwd=tmp_path)
+    assert code == 0 and "8 held-out images above their reconstructions" in out, err
+    # default_nrow(8) = 2 a row: 4 rows of originals, each above its row of reconstructions
+    assert Image.open(tmp_path / "r.png").size == (2 + 2 * 18, 2 + 8 * 18)
+    args = [f"checkpoint={ckpt}", *recon, "sample.format=npz", "out=r.npz"]
+    assert cli("sample", *args, cwd=tmp_path)[0] == 0
+    saved = np.load(tmp_path / "r.npz")
+    assert saved["originals"].shape == saved["reconstructions"].shape == (8, 16, 16, 1)
+    assert saved["originals"].dtype == np.uint8 and saved["samples"].shape == (16, 16, 16, 1)
     base = [f"checkpoint={ckpt}", "device=cpu"]
     for layer in ("output", "penultimate"):
         args = [*base, "eval.metrics=[knn_acc,recon_mse]", f"eval.features={layer}"]
@@ -146,6 +159,15 @@ def test_family_trains_resumes_bit_for_bit_samples_and_scores(cli, tmp_path):
     x, _ = snapshot.data.split("test").all()
     mse = (snapshot.model.reconstruct(x) - x).pow(2).mean().item()
     assert results["output"]["metrics"]["recon_mse"] == pytest.approx(mse, rel=1e-4)
+
+
+def test_sample_reconstruct_refusals(cli, tmp_path):
+    assert cli("train", *TINY, "hydra.run.dir=g", cwd=tmp_path)[0] == 0
+    ckpt = f"checkpoint={tmp_path / 'g/checkpoints/last.pt'}"
+    result = cli("sample", ckpt, "sample.reconstruct=true", cwd=tmp_path)
+    assert_one_line_error(result, "model=dcgan does not reconstruct images")
+    result = cli("sample", ckpt, "sample.reconstruct=true", "sample.interpolate=true", cwd=tmp_path)
+    assert_one_line_error(result, "choose one")
 
 
 @pytest.mark.parametrize(

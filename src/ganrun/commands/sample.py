@@ -3,7 +3,8 @@
 A grid of ``n`` samples (for conditional models one class per row, ``n`` rounded up to whole
 rows), ``sample.interpolate=true`` for strips that walk the latent space between random points,
 ``sample.format=npz`` for the raw samples (uint8, NHWC, as FID tools and numpy code expect),
-``sample.prior=<name>`` to draw from another of the model's priors than its config chose. The
+``sample.prior=<name>`` to draw from another of the model's priors than its config chose,
+``sample.reconstruct=true`` for held-out images above their reconstructions. The
 model is rebuilt from the checkpoint's own config (:func:`ganrun.runs.checkpoint.restore`) and
 its family draws the samples. Output goes to ``<run>/generated/`` unless ``out=`` names a file.
 """
@@ -15,13 +16,14 @@ import re
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError, require_one_of
-from ganrun.images import save_grid, to_uint8
+from ganrun.images import default_nrow, save_grid, to_uint8
 from ganrun.models.family import Drawn
-from ganrun.runs.checkpoint import restore
+from ganrun.runs.checkpoint import Snapshot, restore
 from ganrun.runs.files import atomic_write, check_writable
 from ganrun.runs.layout import GENERATED, run_dir_of
 
@@ -47,6 +49,11 @@ def check_sample_config(cfg: DictConfig) -> None:
         raise GanrunError(f"sample.batch_size={s.batch_size} must be at least 1")
     if s.seed < 0:
         raise GanrunError(f"sample.seed={s.seed} must be non-negative")
+    if s.reconstruct and s.interpolate:
+        raise GanrunError(
+            "sample.reconstruct=true and sample.interpolate=true draw two different pictures; "
+            "choose one"
+        )
     if s.grid_min_width < 0:
         raise GanrunError(
             f"sample.grid_min_width={s.grid_min_width} must be 0 (native size) or a width in pixels"
@@ -62,7 +69,7 @@ def check_sample_config(cfg: DictConfig) -> None:
 
 def default_out(checkpoint: Path, cfg: DictConfig) -> Path:
     s = cfg.sample
-    kind = "interp" if s.interpolate else f"n{cfg.n}"
+    kind = "interp" if s.interpolate else f"recon{cfg.n}" if s.reconstruct else f"n{cfg.n}"
     prior = "" if s.prior is None else f"_prior-{s.prior}"
     name = f"{checkpoint.stem}_{kind}{prior}_seed{s.seed}.{s.format}"
     return run_dir_of(checkpoint) / GENERATED / name
@@ -82,6 +89,34 @@ def save_npz(path: Path, drawn: Drawn, value_range: tuple[float, float]) -> Path
     return atomic_write(path, buffer.getvalue())
 
 
+def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Drawn:
+    """``n`` held-out images drawn by ``seed`` and their reconstructions, in rows: each row of
+    originals above the same images reconstructed."""
+    model, data = snapshot.model, snapshot.data
+    if "reconstruct" not in model.provides:
+        raise GanrunError(
+            f"model={model.cfg.name} does not reconstruct images; drop sample.reconstruct=true "
+            "(models that encode do: vae, ae, bigan)"
+        )
+    split = next(data.splits[name] for name in ("test", "valid", "train") if name in data.splits)
+    n = min(n, len(split))
+    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
+    x = split.scaled(split.pixels(pick.sort().values)).float()
+    out = torch.cat([model.reconstruct(x[i : i + batch_size]) for i in range(0, n, batch_size)])
+    per_row = default_nrow(n)
+    rows = [part[i : i + per_row] for i in range(0, n, per_row) for part in (x, out.to(x.dtype))]
+    as_npz = {  # as the samples are kept: uint8, N x H x W x C
+        name: to_uint8(images, data.info.value_range).permute(0, 2, 3, 1)
+        for name, images in (("originals", x), ("reconstructions", out))
+    }
+    return Drawn(
+        torch.cat(rows),
+        as_npz,
+        per_row,
+        f"{n} held-out images above their reconstructions",
+    )
+
+
 def run(cfg: DictConfig) -> Path:
     check_sample_config(cfg)
     device = resolve_device(cfg.device.type)
@@ -94,7 +129,9 @@ def run(cfg: DictConfig) -> Path:
     model, s = snapshot.model, cfg.sample
     if s.prior is not None:
         model.use_prior(s.prior)
-    if s.interpolate:
+    if s.reconstruct:
+        drawn = reconstructions(snapshot, cfg.n, s.seed, s.batch_size)
+    elif s.interpolate:
         drawn = model.interpolate(cfg.n, s.steps, s.seed, s.batch_size)
     else:
         drawn = model.sample(cfg.n, s.seed, s.batch_size)

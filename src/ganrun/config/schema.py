@@ -248,6 +248,9 @@ class SampleOptions:
     seed: int = 0  # noise and labels; the same seed draws the same samples
     format: str = "png"  # png (a grid) | npz (raw uint8 NHWC samples, z, labels)
     interpolate: bool = False  # strips of sample.steps images between random latent points
+    # Rows of held-out images (test split, else valid, else train), each above its
+    # reconstruction, for models that reconstruct (vae, ae, bigan: G(E(x))).
+    reconstruct: bool = False
     steps: int = 10  # images per interpolation strip
     batch_size: int = 256  # generator batch size
     # Another of the model's priors to draw from (those its family offers); None: the one its
