@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ganrun import theory
-from ganrun.errors import GanrunError
+from ganrun.errors import GanrunError, require
 from ganrun.images import Densities, Figure, Grid, Scatter, default_nrow
 from ganrun.models.family import Drawn, Model
 from ganrun.runs.layout import figure_name
@@ -59,6 +59,22 @@ def density_figure(
         gz,
         title=f"step {step}: JSD(p_data || p_g) = {comparison.jsd():.4f} nats",
     )
+
+
+def check_latent(m: Any) -> None:
+    """The latent settings every family with a prior over z shares: its size and distribution."""
+    require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
+    require(m.noise in ("normal", "uniform"), f"model.noise={m.noise!r} must be normal or uniform")
+    require(m.noise_scale > 0, f"model.noise_scale={m.noise_scale} must be positive")
+
+
+def check_layer_sizes(m: Any, *keys: str) -> None:
+    """Each of ``model.<key>`` lists one or more hidden layer sizes, each at least 1."""
+    for key in keys:
+        require(
+            len(m[key]) >= 1 and all(h >= 1 for h in m[key]),
+            f"model.{key}={list(m[key])} must be one or more layer sizes, each at least 1",
+        )
 
 
 def sample_noise(

@@ -24,7 +24,7 @@ from ganrun.data.base import DataInfo
 from ganrun.errors import require, require_one_of
 from ganrun.images import Figure, Grid
 from ganrun.models.family import Family, ModelConfig, Statistic
-from ganrun.models.latent import LatentModel
+from ganrun.models.latent import LatentModel, check_latent, check_layer_sizes
 from ganrun.models.losses import LOSSES
 from ganrun.models.nets import bigan
 from ganrun.runs.layout import figure_name
@@ -173,16 +173,10 @@ class BiGAN(Family):
 
     def _check_model(self, m: DictConfig) -> None:
         require_one_of(m.arch, ARCHS, "model.arch")
-        require_one_of(m.noise, ("normal", "uniform"), "model.noise")
         require_one_of(m.output, ("sigmoid", "tanh"), "model.output")
-        require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
-        require(m.noise_scale > 0, f"model.noise_scale={m.noise_scale} must be positive")
+        check_latent(m)
         require(m.width >= 1, f"model.width={m.width} must be at least 1")
-        for key in ("g_hidden", "e_hidden", "d_hidden"):
-            require(
-                len(m[key]) >= 1 and all(h >= 1 for h in m[key]),
-                f"model.{key}={list(m[key])} must be one or more layer sizes, each at least 1",
-            )
+        check_layer_sizes(m, "g_hidden", "e_hidden", "d_hidden")
         require(not m.conditional, "model=bigan has no conditional variant; drop model.conditional")
 
     def build(self, cfg: DictConfig, info: DataInfo) -> BiganModel:

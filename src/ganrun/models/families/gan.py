@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError, require
 from ganrun.models.family import Family, ModelConfig, Statistic
-from ganrun.models.latent import LatentModel
+from ganrun.models.latent import LatentModel, check_latent
 from ganrun.models.losses import LOSSES, d_of, gradient_penalty
 from ganrun.models.nets import dcgan, infogan, mlp
 
@@ -221,12 +221,8 @@ class GAN(Family):
 
     def check(self, cfg: DictConfig) -> None:
         m, t = cfg.model, cfg.train
-        require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
+        check_latent(m)
         require(m.width >= 1, f"model.width={m.width} must be at least 1")
-        require(
-            m.noise in ("normal", "uniform"), f"model.noise={m.noise!r} must be normal or uniform"
-        )
-        require(m.noise_scale > 0, f"model.noise_scale={m.noise_scale} must be positive")
         require(
             len(m.init_range) == 2 and all(r > 0 for r in m.init_range),
             f"model.init_range={list(m.init_range)} must be two positive numbers (G, D)",

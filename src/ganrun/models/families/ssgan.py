@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError, require, require_one_of
 from ganrun.models.family import Family, ModelConfig, Statistic
-from ganrun.models.latent import LatentModel
+from ganrun.models.latent import LatentModel, check_latent, check_layer_sizes
 from ganrun.models.losses import LOSSES
 from ganrun.models.nets import improved_gan
 
@@ -203,14 +203,8 @@ class SSGAN(Family):
 
     def _check_model(self, m: DictConfig) -> None:
         require_one_of(m.arch, ARCHS, "model.arch")
-        require_one_of(m.noise, ("normal", "uniform"), "model.noise")
-        require(m.latent_dim >= 1, f"model.latent_dim={m.latent_dim} must be at least 1")
-        require(m.noise_scale > 0, f"model.noise_scale={m.noise_scale} must be positive")
-        for key in ("g_hidden", "d_hidden"):
-            require(
-                len(m[key]) >= 1 and all(h >= 1 for h in m[key]),
-                f"model.{key}={list(m[key])} must be one or more layer sizes, each at least 1",
-            )
+        check_latent(m)
+        check_layer_sizes(m, "g_hidden", "d_hidden")
         for key in ("input_noise", "hidden_noise", "unlabelled_weight"):
             require(m[key] >= 0, f"model.{key}={m[key]} must be non-negative")
         require(m.init_examples >= 0, f"model.init_examples={m.init_examples} must be >= 0")
