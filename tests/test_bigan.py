@@ -55,6 +55,20 @@ def test_shapes_of_the_three_networks(arch, res, ch):
     assert model.reconstruct(x).min() >= 0 and model.reconstruct(x).max() <= 1
 
 
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_encoder_output_lives_where_the_prior_does(arch):
+    small = ["model.e_hidden=[32]", "model.width=8", f"model.arch={arch}"]
+    x = torch.rand(64, 1, 16, 16) * 50  # large inputs: large pre-activations
+    uniform, _ = _model(16, 1, *small, "model.noise_scale=2")
+    e = uniform.E.eval()
+    logits = e.head(e.hidden(x))
+    assert torch.allclose(e(x), 2 * (2 * torch.sigmoid(logits) - 1), atol=1e-6)
+    assert e(x).abs().max() <= 2
+    normal, _ = _model(16, 1, *small, "model.noise=normal")
+    e = normal.E.eval()
+    assert torch.equal(e(x), e.head(e.hidden(x)))
+
+
 def test_release_mlp_sizes():
     model, _ = _model(28, 1)
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731

@@ -4,7 +4,8 @@ G: z -> x, an encoder E: x -> z, and a discriminator D(x, z) on pairs.
 ``mlp``: the permutation-invariant MNIST networks of the BiGAN release (jeffdonahue/bigan,
 ``train_mnist.sh``: ``--gen_net deconvnet_mnist_mlp --encode_net mnist_mlp --discrim_net
 mnist_mlp``). G: z -> FC 1024, BatchNorm, ReLU -> FC 1024, BatchNorm, ReLU -> sigmoid pixels. E:
-x -> FC 1024, LeakyReLU(0.2) -> FC 1024, BatchNorm, LeakyReLU -> FC to z. D: the same trunk on x,
+x -> FC 1024, LeakyReLU(0.2) -> FC 1024, BatchNorm, LeakyReLU -> FC to z, squashed into the
+uniform prior's range as the release's ``logits_to_sample`` does. D: the same trunk on x,
 with z projected into its second layer's pre-activation (the release's conditioning of a layer on
 its second input), -> one logit. Widths follow ``model.g_hidden``, ``model.e_hidden`` and
 ``model.d_hidden``.
@@ -58,18 +59,29 @@ def _trunk(width: int, hidden: list[int]) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), width
 
 
-class MlpEncoder(nn.Module):
-    def __init__(self, cfg: DictConfig, info: DataInfo) -> None:
+class Encoder(nn.Module):
+    """E(x) = head(trunk(x)), in the prior's support: for U(-s, s) noise the release maps the
+    head's output l to s * (2 sigmoid(l) - 1) = s * tanh(l / 2), so that D cannot tell E(x)
+    from z by its range alone; for N(0, s^2) noise it is left as it is."""
+
+    def __init__(self, trunk: nn.Module, width: int, cfg: DictConfig) -> None:
         super().__init__()
-        self.trunk, width = _trunk(info.channels * info.resolution**2, list(cfg.e_hidden))
+        self.trunk = trunk
         self.head = nn.Linear(width, cfg.latent_dim)
+        self.bound = cfg.noise_scale if cfg.noise == "uniform" else 0.0
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The layer before E(x): what the BiGAN release reports as its ``_e-`` features."""
         return self.trunk(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+        out = self.head(self.trunk(x))
+        return self.bound * torch.tanh(out / 2) if self.bound else out
+
+
+def mlp_encoder(cfg: DictConfig, info: DataInfo) -> Encoder:
+    trunk, width = _trunk(info.channels * info.resolution**2, list(cfg.e_hidden))
+    return Encoder(trunk, width, cfg)
 
 
 class MlpDiscriminator(nn.Module):
@@ -104,19 +116,11 @@ class MlpDiscriminator(nn.Module):
         return out if self.z_out is None else out + self.z_out(z).flatten()
 
 
-class ConvEncoder(nn.Module):
-    def __init__(self, cfg: DictConfig, info: DataInfo) -> None:
-        super().__init__()
-        trunk = dcgan.Discriminator(info.channels, info.resolution, cfg.width, True)
-        start, _ = dcgan.plan(info.resolution)
-        self.trunk = nn.Sequential(trunk.net, nn.Flatten())
-        self.head = nn.Linear(trunk.head.in_channels * start * start, cfg.latent_dim)
-
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+def conv_encoder(cfg: DictConfig, info: DataInfo) -> Encoder:
+    trunk = dcgan.Discriminator(info.channels, info.resolution, cfg.width, True)
+    start, _ = dcgan.plan(info.resolution)
+    width = trunk.head.in_channels * start * start
+    return Encoder(nn.Sequential(trunk.net, nn.Flatten()), width, cfg)
 
 
 class ConvDiscriminator(nn.Module):
@@ -142,9 +146,9 @@ class ConvDiscriminator(nn.Module):
 def build(cfg: DictConfig, info: DataInfo) -> tuple[nn.Module, nn.Module, nn.Module]:
     """(G, E, D) of ``model.arch``."""
     if cfg.arch == "mlp":
-        return MlpGenerator(cfg, info), MlpEncoder(cfg, info), MlpDiscriminator(cfg, info)
+        return MlpGenerator(cfg, info), mlp_encoder(cfg, info), MlpDiscriminator(cfg, info)
     g = dcgan.Generator(cfg.latent_dim, info.channels, info.resolution, cfg.width, cfg.output)
-    e, d = ConvEncoder(cfg, info), ConvDiscriminator(cfg, info)
+    e, d = conv_encoder(cfg, info), ConvDiscriminator(cfg, info)
     for net in (g, e, d):
         net.apply(dcgan.init_weights)
     return g, e, d
