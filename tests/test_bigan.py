@@ -61,8 +61,9 @@ def test_encoder_output_lives_where_the_prior_does(arch):
     x = torch.rand(64, 1, 16, 16) * 50  # large inputs: large pre-activations
     uniform, _ = _model(16, 1, *small, "model.noise_scale=2")
     e = uniform.E.eval()
-    logits = e.head(e.hidden(x))
+    logits = e.logits(x)
     assert torch.allclose(e(x), 2 * (2 * torch.sigmoid(logits) - 1), atol=1e-6)
+    assert torch.equal(uniform.features(x, "output"), logits)
     assert e(x).abs().max() <= 2
     normal, _ = _model(16, 1, *small, "model.noise=normal")
     e = normal.E.eval()
@@ -72,15 +73,16 @@ def test_encoder_output_lives_where_the_prior_does(arch):
 def test_release_mlp_sizes():
     model, _ = _model(28, 1)
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
-    bn = 2 * 1024  # a BatchNorm's scale and shift
-    # G: 50 -> 1024 -> 1024 -> 784; E: 784 -> 1024 -> 1024 -> 50.
-    assert count(model.G) == (50 * 1024 + 1024) + bn + (1024 * 1024 + 1024) + bn + (
-        1024 * 784 + 784
-    )
-    assert count(model.E) == (784 * 1024 + 1024) + (1024 * 1024 + 1024) + bn + (1024 * 50 + 50)
-    # D: x -> 1024, then FC(h) + FC(z) (no bias) -> 1024, BatchNorm, -> 1 logit.
-    d = (784 * 1024 + 1024) + (1024 * 1024 + 1024) + 50 * 1024 + bn + (1024 + 1)
-    assert count(model.D) == d
+    # Bias-free linear maps, BatchNorm without parameters (the release's --nobias --nogain).
+    # G: 50 -> 1024 -> 1024 (+ z projected into it) -> 784.
+    assert count(model.G) == 50 * 1024 + 1024 * 1024 + 50 * 1024 + 1024 * 784
+    # E: 784 -> 1024 -> 1024 -> 50.
+    assert count(model.E) == 784 * 1024 + 1024 * 1024 + 1024 * 50
+    # D: x -> 1024, then FC(h) + FC(z) -> 1024, -> 1 logit.
+    assert count(model.D) == 784 * 1024 + 1024 * 1024 + 50 * 1024 + 1024
+    weights = torch.cat([p.flatten() for p in model.D.parameters()])
+    assert abs(weights.std().item() - 0.02) < 0.001  # N(0, 0.02)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) and m.affine for m in model.G.modules())
 
 
 def test_encoders_loss_is_the_generators_with_the_labels_swapped():
@@ -122,6 +124,14 @@ def test_linear_decay_schedule():
     assert scheduled(o, 10)["lr"] == pytest.approx(0.1)
     assert scheduled(o, 20)["lr"] == pytest.approx(0.05)
     assert scheduled(o, 30)["lr"] == 0.0 and scheduled(o, 40)["lr"] == 0.0
+    exponential = ["optim.decay_shape=exponential", "optim.decay_final=0.01"]
+    with composed(
+        ["optim=adam", "optim.lr=0.1", "optim.decay_from=10", "optim.decay_to=30", *exponential]
+    ) as cfg:
+        o = cfg.optim
+    assert scheduled(o, 10)["lr"] == pytest.approx(0.1)
+    assert scheduled(o, 20)["lr"] == pytest.approx(0.01)  # 0.1 * 0.01 ** 0.5
+    assert scheduled(o, 30)["lr"] == pytest.approx(0.001) == scheduled(o, 50)["lr"]
 
 
 def test_family_trains_resumes_bit_for_bit_samples_and_scores(cli, tmp_path):
@@ -166,7 +176,7 @@ def test_family_trains_resumes_bit_for_bit_samples_and_scores(cli, tmp_path):
         code, _, err = cli("eval", *args, f"eval.name={layer}", cwd=tmp_path)
         assert code == 0, err
     results = json.loads((full / "eval/last/metrics.json").read_text())["results"]
-    assert results["output"]["protocol"]["knn_acc"]["features"] == "output: E(x)"
+    assert results["output"]["protocol"]["knn_acc"]["features"] == "output: E(x) before squashing"
     assert "E's last hidden" in results["penultimate"]["protocol"]["knn_acc"]["features"]
     # recon_mse is the mean squared error of G(E(x)) against x, pixels in [0, 1]
     snapshot = restore(ckpt, CPU)
@@ -193,6 +203,8 @@ def test_sample_reconstruct_refusals(cli, tmp_path):
         (["data=ring"], "model=bigan needs image data"),
         (["model.e_hidden=[]"], "model.e_hidden=[] must be one or more layer sizes"),
         (["optim.decay_from=5", "optim.decay_to=5"], "needs 0 <= decay_from < decay_to"),
+        (["optim.decay_shape=exponential"], "above 0 for decay_shape=exponential"),
+        (["optim.decay_shape=cosine"], "must be linear or exponential"),
     ],
 )
 def test_bad_settings_are_refused_in_one_line_before_writing(cli, tmp_path, overrides, fragment):

@@ -99,6 +99,15 @@ def check_optim_config(o: DictConfig) -> None:
         "needs 0 <= decay_from < decay_to (decay_to=0: off)",
     )
     require(
+        o.decay_shape in ("linear", "exponential"),
+        f"optim.decay_shape={o.decay_shape!r} must be linear or exponential",
+    )
+    require(
+        0.0 <= o.decay_final < 1.0 and (o.decay_shape == "linear" or o.decay_final > 0),
+        f"optim.decay_final={o.decay_final} is the share of optim.lr left at optim.decay_to: "
+        "in [0, 1), and above 0 for decay_shape=exponential",
+    )
+    require(
         o.decay_to == 0 or o.lr_decay == 1.0,
         "optim.lr_decay and optim.decay_to are two learning-rate schedules; choose one",
     )

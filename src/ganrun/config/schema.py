@@ -100,10 +100,13 @@ class OptimConfig:
     min_lr: float = 0.0  # ... but never falls below min_lr
     final_momentum: float = 0.0  # sgd/rmsprop: momentum moves linearly to this value ...
     momentum_ramp_steps: int = 0  # ... over this many steps (0 = constant momentum)
-    # A linear decay (the BiGAN and CycleGAN releases): lr is constant until update decay_from,
-    # then falls linearly to 0 at update decay_to; decay_to=0: off.
+    # A decay over the end of training: lr is constant until update decay_from, then falls to
+    # lr * decay_final at update decay_to (and stays there), linearly (CycleGAN's release, to 0)
+    # or exponentially (decay_shape=exponential: the BiGAN release, to 0.01); decay_to=0: off.
     decay_from: int = 0
     decay_to: int = 0
+    decay_shape: str = "linear"  # linear | exponential
+    decay_final: float = 0.0
 
 
 @dataclass

@@ -56,8 +56,12 @@ def scheduled(cfg: OptimConfig, step: int) -> dict[str, float]:
     if cfg.lr_decay != 1.0:
         values["lr"] = max(cfg.lr / cfg.lr_decay**step, cfg.min_lr)
     if cfg.decay_to:
-        left = (cfg.decay_to - step) / (cfg.decay_to - cfg.decay_from)
-        values["lr"] = cfg.lr * min(max(left, 0.0), 1.0)
+        done = min(max((step - cfg.decay_from) / (cfg.decay_to - cfg.decay_from), 0.0), 1.0)
+        final = cfg.decay_final
+        if cfg.decay_shape == "exponential":
+            values["lr"] = cfg.lr * final**done
+        else:
+            values["lr"] = cfg.lr * (1.0 - (1.0 - final) * done)
     if cfg.momentum_ramp_steps > 0:
         done = min(step / cfg.momentum_ramp_steps, 1.0)
         values["momentum"] = cfg.momentum + done * (cfg.final_momentum - cfg.momentum)

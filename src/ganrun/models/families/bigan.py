@@ -56,7 +56,8 @@ class BiganConfig(ModelConfig):
 class BiganModel(LatentModel):
     averaged = ("generator", "encoder")
     provides = frozenset({"samples", "reconstruct", "features"})
-    feature_layers = {"output": "E(x)", "penultimate": "E's last hidden layer"}
+    # The release's NNC_e and NNC_e-: E's output before the squashing, and the layer before it.
+    feature_layers = {"output": "E(x) before squashing", "penultimate": "E's last hidden layer"}
 
     @property
     def G(self) -> nn.Module:
@@ -85,27 +86,21 @@ class BiganModel(LatentModel):
         opt_g, opt_e = self.optimizers["generator"], self.optimizers["encoder"]
         opt_d = self.optimizers["discriminator"]
 
-        # (1) D: (x, E(x)) is "real", (G(z), z) "generated". G(z) and E(x) keep their graphs:
-        # the G and E step reuses them.
-        D.requires_grad_(True)
+        # One pass: D sees (x, E(x)) as "real" and (G(z), z) as "generated"; then every player
+        # steps at once from it, as the release updates D, G and E (Section 3.4 of the paper).
         x, _ = batches.batch(n)
         z = self.noise(n, noise)
-        fake, code = G(z), E(x)
-        d_real, d_fake = D(x, code.detach()), D(fake.detach(), z)
+        d_real, d_fake = D(x, E(x)), D(G(z), z)
         loss_d = loss.d(d_real, d_fake)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.sync_gradients(D)  # across torchrun ranks (DDP cannot follow these passes)
+        # G and E each want their pairs taken for the other's: E's loss is G's, labels swapped.
+        loss_ge = loss.g(d_fake) + loss.g(-d_real)
+        for opt in (opt_d, opt_g, opt_e):
+            opt.zero_grad(set_to_none=True)
+        # Each loss differentiates only its own players' weights.
+        loss_d.backward(inputs=list(D.parameters()), retain_graph=True)
+        loss_ge.backward(inputs=[*G.parameters(), *E.parameters()])
+        self.sync_gradients(D, G, E)  # across torchrun ranks (DDP cannot follow two passes)
         opt_d.step()
-
-        # (2) G and E together, through the updated, frozen D: each wants its pairs taken for
-        # the other's.
-        D.requires_grad_(False)
-        loss_ge = loss.g(D(fake, z)) + loss.g(-D(x, code))
-        opt_g.zero_grad(set_to_none=True)
-        opt_e.zero_grad(set_to_none=True)
-        loss_ge.backward()
-        self.sync_gradients(G, E)
         opt_g.step()
         opt_e.step()
         self.update_averages()
@@ -133,7 +128,7 @@ class BiganModel(LatentModel):
     def features(self, x: torch.Tensor, layer: str = "output") -> torch.Tensor:
         with self.evaluating():
             encoder, x = self.network("encoder"), x.to(self.device)
-            return encoder(x) if layer == "output" else encoder.hidden(x)
+            return encoder.logits(x) if layer == "output" else encoder.hidden(x)
 
     def more_figures(self, step: int, data: Data, net: nn.Module) -> list[Figure]:
         """Held-out images (top half) above their reconstructions G(E(x))."""
