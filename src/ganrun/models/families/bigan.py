@@ -2,13 +2,14 @@
 
 Beside G: z -> x, an encoder E: x -> z; the discriminator sees pairs and tells (x, E(x)) from
 (G(z), z). G and E are trained together against it, each wanting D to take its pairs for the
-other's: at the optimum E inverts G. With a ``loss=`` objective ``l`` for G, the joint loss is
-l(D(G(z), z)) + l(-D(x, E(x))) (for ``non_saturating``: -log D(G(z), z) - log(1 - D(x, E(x))),
-the BiGAN release's "inverted labels").
+other's: at the optimum E inverts G. All three step at once from one pass, as in the release.
+With a ``loss=`` objective ``l`` for G, the joint loss is l(D(G(z), z)) + l(-D(x, E(x))) (for
+``non_saturating``: -log D(G(z), z) - log(1 - D(x, E(x))), the release's "inverted labels").
 
-E(x) is the learned representation: ``knn_acc`` / ``linear_acc`` score it (``eval.features=
-output``) or the encoder layer before it (``penultimate``, the release's ``_e-`` features), and
-``recon_mse`` scores G(E(x)), shown during training in ``samples/recon_step_*.png``.
+E(x) is the learned representation: ``knn_acc`` / ``linear_acc`` score E's output before its
+squashing into the prior's range (``eval.features=output``, the release's ``_e`` features) or the
+encoder layer before it (``penultimate``, its ``_e-``), and ``recon_mse`` scores G(E(x)), shown
+during training in ``samples/recon_step_*.png``.
 """
 
 from __future__ import annotations
