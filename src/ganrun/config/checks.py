@@ -95,7 +95,7 @@ def check_optim_config(o: DictConfig) -> None:
     require(o.min_lr >= 0, f"optim.min_lr={o.min_lr} must be non-negative")
     require(
         o.decay_to == 0 or 0 <= o.decay_from < o.decay_to,
-        f"optim.decay_from={o.decay_from} and optim.decay_to={o.decay_to}: the linear decay "
+        f"optim.decay_from={o.decay_from} and optim.decay_to={o.decay_to}: the decay "
         "needs 0 <= decay_from < decay_to (decay_to=0: off)",
     )
     require(

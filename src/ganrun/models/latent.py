@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 POINTS_PLOTTED = 2000  # generated (and real) points in each scatter plot of 2-D data
 DENSITY_SAMPLES = 10000  # samples behind each estimate of p_g in the figures of 1-D data
 ARROWS = 25  # z -> G(z) arrows in a 1-D figure, at evenly spaced quantiles of z
+RECONSTRUCTED = 32  # held-out images in each training grid of reconstructions
 
 
 def density_figure(
@@ -248,6 +249,14 @@ class LatentModel(Model):
             mapping = (z[pick, 0].cpu(), out[pick, 0].cpu())
         discriminate = self.discriminate if "discriminator" in self.provides else None
         return density_figure(name, self.info, out, step, discriminate, mapping)
+
+    def reconstruction_grid(self, step: int, data: Data) -> Grid:
+        """For models that reconstruct: held-out images (validation split, else test, else
+        training; top half) above their reconstructions."""
+        split = data.splits.get("valid") or data.splits.get("test") or data.train
+        x = split.scaled(split.images[:RECONSTRUCTED])
+        both = torch.cat([x, self.reconstruct(x).to(x.device, x.dtype)])
+        return Grid(figure_name(step, "recon"), both, self.info.value_range, nrow=8)
 
     def more_figures(self, step: int, data: Data, net: torch.nn.Module) -> list[Figure]:
         """Figures beyond the sample grid (the VAE's reconstructions), drawn in eval mode."""

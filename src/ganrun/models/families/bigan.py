@@ -23,12 +23,11 @@ from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import require, require_one_of
-from ganrun.images import Figure, Grid
+from ganrun.images import Figure
 from ganrun.models.family import Family, ModelConfig, Statistic
 from ganrun.models.latent import LatentModel, check_latent, check_layer_sizes
 from ganrun.models.losses import LOSSES
 from ganrun.models.nets import bigan
-from ganrun.runs.layout import figure_name
 
 if TYPE_CHECKING:
     from ganrun.data import Data
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 ARCHS = ("mlp", "conv")
 # G's and E's objectives: the sigmoid-D losses whose G term, negated, is E's.
 JOINT_LOSSES = ("non_saturating", "minimax")
-RECONSTRUCTED = 32  # held-out images in each grid of reconstructions
 
 
 @dataclass
@@ -132,17 +130,8 @@ class BiganModel(LatentModel):
             return encoder.logits(x) if layer == "output" else encoder.hidden(x)
 
     def more_figures(self, step: int, data: Data, net: nn.Module) -> list[Figure]:
-        """Held-out images (top half) above their reconstructions G(E(x))."""
-        split = data.splits.get("valid") or data.splits.get("test") or data.train
-        x = split.scaled(split.images[:RECONSTRUCTED])
-        encoder = self.network("encoder")
-        was_training = encoder.training
-        encoder.eval()
-        try:
-            both = torch.cat([x, net(encoder(x))])
-        finally:
-            encoder.train(was_training)
-        return [Grid(figure_name(step, "recon"), both, self.info.value_range, nrow=8)]
+        """Held-out images above their reconstructions G(E(x))."""
+        return [self.reconstruction_grid(step, data)]
 
 
 class BiGAN(Family):

@@ -72,7 +72,12 @@ class GanModel(LatentModel):
         """D's last hidden layer on images ``x``, in eval mode: what a GAN learns about images
         beside its samples (Radford et al. 2016 classify with D's features)."""
         with self.evaluating():
-            return getattr(self.D, "module", self.D).hidden(x.to(self.device)).float()
+            return self.hidden(x.to(self.device)).float()
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """D's last hidden layer, called beside DDP's wrapper: no D gradient is synchronised
+        through it (feature matching's G step freezes D; features are read without any)."""
+        return getattr(self.D, "module", self.D).hidden(x)
 
     @torch.no_grad()
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,10 +182,9 @@ class GanModel(LatentModel):
         against that on the real batch."""
         if not self.loss.matches_features:
             return self.loss.g(self.D(fake, labels))
-        hidden = getattr(self.D, "module", self.D).hidden  # beside DDP: no gradient of D's here
         with torch.no_grad():
-            target = hidden(real)
-        return self.loss.g(hidden(fake), target)
+            target = self.hidden(real)
+        return self.loss.g(self.hidden(fake), target)
 
     def _stats(
         self,

@@ -92,7 +92,6 @@ class SsganModel(LatentModel):
         super().configure_training(cfg, fused)
         self.batch_size = cfg.train.batch_size
         self.loss = LOSSES[cfg.loss.name]
-        self.feature_matching = cfg.loss.name == "feature_matching"
         self.add_optimizer("generator", self.G.parameters(), cfg.optim, fused)
         self.add_optimizer(
             "discriminator", self.D.parameters(), cfg.optim, fused, lr_scale=cfg.optim.d_lr_scale
@@ -134,7 +133,7 @@ class SsganModel(LatentModel):
         # (2) G: through the updated, frozen D.
         D.requires_grad_(False)
         fake = G(self.noise(n, noise))
-        if self.feature_matching:
+        if self.loss.matches_features:
             x_real, _ = batches.batch(n)
             with torch.no_grad():
                 real_features = D.hidden(x_real)

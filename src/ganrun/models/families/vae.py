@@ -24,18 +24,16 @@ from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import GanrunError, require
-from ganrun.images import Figure, Grid
+from ganrun.images import Figure
 from ganrun.models.family import Family, ModelConfig, Statistic
 from ganrun.models.latent import LatentModel
 from ganrun.models.nets import infogan
 from ganrun.models.nets.autoencoder import Nets, conv_nets, mlp_nets
-from ganrun.runs.layout import figure_name
 
 if TYPE_CHECKING:
     from ganrun.data import Data
 
 LOG_2PI = math.log(2 * math.pi)
-RECONSTRUCTED = 32  # held-out images in each grid of reconstructions
 
 
 @dataclass
@@ -172,12 +170,8 @@ class VaeModel(LatentModel):
 
     @torch.no_grad()
     def more_figures(self, step: int, data: Data, net: nn.Module) -> list[Figure]:
-        """Held-out images (top half) above their reconstructions from the posterior means."""
-        split = data.splits.get("valid") or data.splits.get("test") or data.train
-        x = split.scaled(split.images[:RECONSTRUCTED])
-        mu, _ = net.encode(x)
-        both = torch.cat([x, net(mu)])
-        return [Grid(figure_name(step, "recon"), both, self.info.value_range, nrow=8)]
+        """Held-out images above their reconstructions from the posterior means."""
+        return [self.reconstruction_grid(step, data)]
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
         """The evidence lower bound per example (nats), one sample of z."""
