@@ -90,6 +90,11 @@ def check_optim_config(o: DictConfig) -> None:
     )
     require(o.momentum >= 0, f"optim.momentum={o.momentum} must be non-negative")
     require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be non-negative")
+    require(
+        o.name == "adam" or not o.eps_in_sqrt,
+        f"optim.eps_in_sqrt=true is a form of Adam's step, not of {o.name}'s; "
+        "use optim=adam or drop it",
+    )
     require(o.d_lr_scale > 0, f"optim.d_lr_scale={o.d_lr_scale} must be positive")
     require(o.lr_decay > 0, f"optim.lr_decay={o.lr_decay} must be positive (1 = constant lr)")
     require(o.min_lr >= 0, f"optim.min_lr={o.min_lr} must be non-negative")

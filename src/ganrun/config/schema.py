@@ -92,6 +92,9 @@ class OptimConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     eps: float = 1e-8
+    # adam: divide by sqrt(v_hat + eps), as Theano-era releases did (improved-gan), instead of
+    # torch's sqrt(v_hat) + eps
+    eps_in_sqrt: bool = False
     # D's learning rate is lr * d_lr_scale (separate rates as in TTUR; 0.5 is the 2014 code,
     # whose D objective was half the summed cross-entropies).
     d_lr_scale: float = 1.0

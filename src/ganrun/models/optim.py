@@ -19,6 +19,50 @@ def fused_for(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
+class SqrtEpsAdam(torch.optim.Optimizer):
+    """Adam as Theano-era releases wrote it (openai/improved-gan's ``nn.adam_updates``):
+    p -= lr * m_hat / sqrt(v_hat + eps), where torch's Adam divides by sqrt(v_hat) + eps.
+
+    The two differ where gradients are small: with eps = 1e-8 inside the root, a parameter whose
+    sqrt(v_hat) is 1e-4 steps 1/sqrt(2) as far as with no eps; torch's eps = 1e-4 outside it
+    would step half as far. ssgan's D sits at exactly that scale, so only the release's form
+    reproduces its step sizes."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        )
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float64)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = float(state["step"])
+                state["exp_avg"].lerp_(grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = (state["exp_avg_sq"] / (1 - beta2**t)).add_(group["eps"]).sqrt_()
+                p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - beta1**t))
+
+
 def build_optimizer(
     cfg: OptimConfig,
     params: Iterable[torch.nn.Parameter],
@@ -29,6 +73,10 @@ def build_optimizer(
     rounding.
     The learning rate is ``cfg.lr * lr_scale`` (D's optimizer gets ``optim.d_lr_scale``)."""
     lr = cfg.lr * lr_scale
+    if cfg.name == "adam" and cfg.eps_in_sqrt:
+        return SqrtEpsAdam(
+            params, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
     if cfg.name == "adam":
         return torch.optim.Adam(
             params,
