@@ -5,11 +5,12 @@
   exactly the 2014 protocol; seconds and peak resident memory of a fresh process. Then the speed-up
   over a direct per-sigma implementation (the paper's broadcasting code) on 10,000 samples and 50
   valid + 50 test points, with the chosen sigma and the log-likelihood compared.
-* Inception: images/s of torch-fidelity's feature extractor on 28x28 MNIST digits (resized to
-  299 inside), needs the FID Inception weights (``$GANRUN_SHARED_DATA/weights`` or
-  ``../shared/data/weights``).
-* Scoring a checkpoint with ``eval=fast`` (2,000 samples a side, data-set classifier): the first
-  call trains the classifier and computes the reference features; the second finds both cached.
+* Inception: images/s of ganrun's fused feature extractor against torch-fidelity's own on the same
+  28x28 MNIST digits (resized to 299 inside), their ratio and the largest feature difference;
+  needs the FID Inception weights (``$GANRUN_SHARED_DATA/weights`` or ``../shared/data/weights``).
+* Scoring a checkpoint with ``eval=fast`` (2,000 samples a side, data-set classifier), and an
+  MNIST checkpoint with ``eval=paper``'s Inception protocol (10,000 a side): the first call trains
+  the classifier and computes the reference features; the second finds both cached.
 
 Real MNIST comes from ``$GANRUN_SHARED_DATA`` (or ``../shared/data``); without it, uniform noise
 of the same shape is used and the rows say so.
@@ -134,6 +135,9 @@ def _in_child(target, *args) -> dict:
 
 
 def _inception(n: int) -> dict:
+    """ganrun's fused Inception against torch-fidelity's module on the same n digits, in
+    alternating rounds (so a busy machine slows both alike): images/s, their ratio, the largest
+    feature difference and the FID between the two halves of the images through each."""
     from omegaconf import OmegaConf
 
     from ganrun.config.schema import EvalConfig
@@ -145,21 +149,51 @@ def _inception(n: int) -> dict:
         return {"case": "inception features (cpu)", "skipped": f"no weights at {WEIGHTS}"}
     images = _mnist("t10k-images-idx3-ubyte.gz")
     images = images[:n] if images is not None else torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
-    cfg = OmegaConf.merge(
-        OmegaConf.structured(EvalConfig),
-        {"inception_weights": str(WEIGHTS), "inception_weights_sha256": file_sha256(WEIGHTS)},
-    )
-    extractor = fidelity.inception_extractor(cfg)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rgb = gray_to_rgb(images)
-    fidelity.extract(extractor, rgb[:8], device, 8)  # build the network, warm up
-    start = time.perf_counter()
-    fidelity.extract(extractor, rgb, device, 64)
-    seconds = time.perf_counter() - start
-    return {"case": f"inception features ({device.type})", "images": n, "images_per_s": n / seconds}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch = EvalConfig.batch_size  # what ganrun eval hands the extractor
+    extractors, seconds, features = {}, {}, {}
+    for impl in ("torch-fidelity", "fused"):
+        cfg = OmegaConf.merge(
+            OmegaConf.structured(EvalConfig),
+            {
+                "inception_weights": str(WEIGHTS),
+                "inception_weights_sha256": file_sha256(WEIGHTS),
+                "inception_impl": impl,
+            },
+        )
+        extractors[impl] = fidelity.inception_extractor(cfg)
+        fidelity.extract(extractors[impl], rgb[:8], device, 8)  # build the network, warm up
+        seconds[impl] = 0.0
+    for _ in range(2):
+        for impl, extractor in extractors.items():
+            start = time.perf_counter()
+            features[impl] = fidelity.extract(extractor, rgb, device, batch)["2048"]
+            seconds[impl] += time.perf_counter() - start
+    half = n // 2
+    fids = {
+        impl: fidelity.fid(
+            fidelity.fid_statistics(f[:half].double()), fidelity.fid_statistics(f[half:].double())
+        )
+        for impl, f in features.items()
+    }
+    fused_rate, reference_rate = 2 * n / seconds["fused"], 2 * n / seconds["torch-fidelity"]
+    return {
+        "case": f"inception features, fused vs torch-fidelity ({device.type})",
+        "images": n,
+        "fused_images_per_s": fused_rate,
+        "torch_fidelity_images_per_s": reference_rate,
+        "ratio": fused_rate / reference_rate,
+        "max_feature_diff": float((features["fused"] - features["torch-fidelity"]).abs().max()),
+        "fid_halves": fids["torch-fidelity"],
+        "fid_rel_diff": abs(fids["fused"] - fids["torch-fidelity"]) / fids["torch-fidelity"],
+    }
 
 
-def _score_twice(quick: bool) -> list[dict]:
+def _score_twice(case: str, train: list[str], evaluation: list[str], metric: str) -> list[dict]:
+    """Score an untrained checkpoint of ``train``'s config with ``evaluation`` twice: the first
+    call trains any classifier and computes the reference features, the second finds both
+    cached."""
     from hydra import compose, initialize_config_module
 
     import ganrun.config.schema  # noqa: F401
@@ -173,15 +207,8 @@ def _score_twice(quick: bool) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GANRUN_CACHE_DIR"] = str(Path(tmp) / "cache")
         with initialize_config_module("ganrun.configs", version_base=None):
-            train_cfg = compose(config_name="train", overrides=["device=cpu"])
-            eval_cfg = compose(
-                config_name="eval",
-                overrides=[
-                    "eval=fast",
-                    "checkpoint=x",
-                    *(["eval.num_samples=500"] if quick else []),
-                ],
-            ).eval
+            train_cfg = compose(config_name="train", overrides=["device=cpu", *train])
+            eval_cfg = compose(config_name="eval", overrides=["checkpoint=x", *evaluation]).eval
         from omegaconf import OmegaConf
 
         from ganrun.data import build_data
@@ -200,24 +227,52 @@ def _score_twice(quick: bool) -> list[dict]:
             path,
         )
         run_config({"config": OmegaConf.to_container(train_cfg, resolve=True)}, path)
-        for label in ("cold cache (trains classifier)", "warm cache"):
+        for label in ("cold cache", "warm cache"):
             start = time.perf_counter()
             restored = restore(path, torch.device("cpu"))
             record = score(plan(restored, eval_cfg, torch.device("cpu")), eval_cfg)
             rows.append(
                 {
-                    "case": f"score digits ckpt eval=fast, {label}",
+                    "case": f"{case}, {label}",
                     "samples": eval_cfg.num_samples,
                     "seconds": time.perf_counter() - start,
-                    "fid_digits_cnn": record["metrics"]["fid_digits_cnn"],
+                    metric: record["metrics"][metric],
                 }
             )
     return rows
+
+
+def _score_paper(quick: bool) -> list[dict]:
+    """``eval=paper``'s Inception protocol (10,000 generated against the 10,000 test digits) on
+    an MNIST DCGAN checkpoint; FID and Parzen only, the metrics of the preset that a GAN has and
+    these weights allow (IS needs the classifier layer the shared pool3-only file lacks)."""
+    if not WEIGHTS.is_file() or _mnist("t10k-images-idx3-ubyte.gz") is None:
+        return [
+            {"case": "score mnist ckpt eval=paper", "skipped": f"no MNIST or weights in {SHARED}"}
+        ]
+    from ganrun.metrics.cache import file_sha256
+
+    # quick: the fewest samples FID accepts (its feature dimension)
+    size = ["eval.num_samples=2048", "eval.num_real=2048", "eval.parzen_samples=2048"]
+    return _score_twice(
+        "score mnist ckpt eval=paper [fid, parzen]",
+        ["data=mnist", f"data.root={SHARED}", "data.download=false"],
+        [
+            "eval=paper",
+            "eval.metrics=[fid,parzen]",
+            *(size if quick else []),
+            f"eval.inception_weights={WEIGHTS}",
+            f"eval.inception_weights_sha256={file_sha256(WEIGHTS)}",
+        ],
+        "fid",
+    )
 
 
 def run(quick: bool) -> list[dict]:
     rows = [_in_child(_parzen_child, 1000 if quick else 10000)]
     rows.append(_in_child(_parzen_ratio_child, 1000 if quick else 10000, 20 if quick else 50))
     rows.append(_inception(32 if quick else 256))
-    rows.extend(_score_twice(quick))
+    fast = ["eval=fast", *(["eval.num_samples=500"] if quick else [])]
+    rows.extend(_score_twice("score digits ckpt eval=fast", [], fast, "fid_digits_cnn"))
+    rows.extend(_score_paper(quick))
     return rows

@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from ganrun.config.schema import OptimConfig, TrainerConfig
+from ganrun.data.base import DataInfo
 from ganrun.devices import configure_threads
 from ganrun.errors import GanrunError
+from ganrun.models import build_model
 from ganrun.models.nets.dcgan import Discriminator, Generator
 from ganrun.models.optim import build_optimizer, fused_for
 from ganrun.training.accelerate import accelerate, uses_channels_last
+from tests.conftest import TINY, checkpoint_tensors, composed
 
 CPU = torch.device("cpu")
 
@@ -28,7 +31,7 @@ def test_bf16_autocast_keeps_keys_and_returns_float32():
     keys = list(g.state_dict())
     z = torch.randn(4, 16)
     reference = g(z)
-    accelerate([g, d], TrainerConfig(precision="bf16"), CPU)
+    accelerate([g, d], TrainerConfig(precision="bf16"), CPU, channels_last=False)
     assert list(g.state_dict()) == keys
     out = g(z)
     assert out.dtype == torch.float32
@@ -38,11 +41,75 @@ def test_bf16_autocast_keeps_keys_and_returns_float32():
 
 def test_channels_last_applies_to_conv_weights():
     g, d = _nets()
-    accelerate([g, d], TrainerConfig(channels_last="on"), CPU)
+    accelerate([g, d], TrainerConfig(channels_last="on"), CPU, channels_last=True)
     weight = next(m.weight for m in d.modules() if isinstance(m, torch.nn.Conv2d))
     assert weight.is_contiguous(memory_format=torch.channels_last)
-    assert uses_channels_last(TrainerConfig(), torch.device("cuda"))
+
+
+def test_auto_channels_last_is_the_models_choice_on_a_cpu():
+    cuda = torch.device("cuda")
+    assert uses_channels_last(TrainerConfig(), cuda)
     assert not uses_channels_last(TrainerConfig(), CPU)
+    assert uses_channels_last(TrainerConfig(), CPU, cpu_pays=True)
+    assert not uses_channels_last(TrainerConfig(channels_last="off"), CPU, cpu_pays=True)
+    assert uses_channels_last(TrainerConfig(channels_last="on"), CPU, cpu_pays=False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pays"),
+    [
+        (["model=dcgan"], True),
+        (["model=dcgan", "model.arch=infogan"], False),
+        (["model=wgan_gp"], False),
+        (["model=gan"], False),
+        (["model=vae", "model.arch=conv"], True),
+        (["model=vae"], False),
+    ],
+)
+def test_which_models_train_in_channels_last_on_a_cpu(overrides, pays):
+    """The measured choice (docs/PERFORMANCE.md): DCGAN's and the conv VAE's networks gain,
+    dense-layer networks and the gradient penalty's double backward do not."""
+    with composed([*overrides, "data=digits"]) as cfg:
+        info = DataInfo("digits", 1, 16, 10, (-1.0, 1.0))
+        assert build_model(cfg.model, info).channels_last_on_cpu is pays
+
+
+def test_a_resume_keeps_the_layout_its_checkpoint_trained_in(cli, tmp_path):
+    """A run that trained in NCHW (recorded, or a checkpoint from before the record) resumes in
+    NCHW even where auto now picks channels_last, so the resume stays bit-identical."""
+    from ganrun.runs.checkpoint import load_checkpoint, save_checkpoint
+
+    code, _, err = cli("train", *TINY, "hydra.run.dir=full", cwd=tmp_path)
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "full/checkpoints/last.pt")["channels_last"] is True
+    code, _, err = cli(
+        "train", *TINY, "trainer.channels_last=off", "hydra.run.dir=ref", cwd=tmp_path
+    )
+    assert code == 0, err
+    half = [o for o in TINY if not o.startswith("train.steps")] + ["train.steps=3"]
+    code, _, err = cli(
+        "train", *half, "trainer.channels_last=off", "hydra.run.dir=split", cwd=tmp_path
+    )
+    assert code == 0, err
+    # As written before the record existed: no "channels_last", config auto.
+    last = tmp_path / "split/checkpoints/last.pt"
+    payload = load_checkpoint(last)
+    del payload["channels_last"]
+    payload["config"]["trainer"]["channels_last"] = "auto"
+    save_checkpoint(payload, last)
+    (tmp_path / "split/config.yaml").write_text(
+        (tmp_path / "split/config.yaml")
+        .read_text()
+        .replace("channels_last: 'off'", "channels_last: auto")
+    )
+    code, out, err = cli("train", *TINY, "hydra.run.dir=split", "resume=auto", cwd=tmp_path)
+    assert code == 0, err
+    assert "channels_last off" in out + err
+    ref = checkpoint_tensors(tmp_path / "ref/checkpoints/last.pt")
+    resumed = checkpoint_tensors(tmp_path / "split/checkpoints/last.pt")
+    assert ref.keys() == resumed.keys()
+    for key, value in ref.items():
+        assert torch.equal(value, resumed[key]), key
 
 
 @pytest.mark.parametrize(
@@ -55,7 +122,7 @@ def test_channels_last_applies_to_conv_weights():
 )
 def test_bad_settings(cfg, match):
     with pytest.raises(GanrunError, match=match):
-        accelerate(list(_nets()), cfg, CPU)
+        accelerate(list(_nets()), cfg, CPU, channels_last=False)
 
 
 def test_fused_adam_flag_reaches_the_optimizer():

@@ -34,6 +34,7 @@ log = logging.getLogger("ganrun")
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"
 INCEPTION_NAME = "inception-v3-compat"  # torch-fidelity's registry name
+INCEPTION_IMPLS = ("fused", "torch-fidelity")  # eval.inception_impl
 
 
 @dataclass
@@ -48,12 +49,16 @@ class Extractor:
     feature_dim: int
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
     extra: dict[str, Any] = field(default_factory=dict)  # recorded with the results
+    # "fused": ganrun's rebuild of the network for speed (metrics/inception.py, same features to
+    # ~2e-5); "torch-fidelity": the library's own module as it is
+    implementation: str = "torch-fidelity"
 
     def protocol(self) -> dict[str, Any]:
         return {
             "feature_extractor": self.label,
             "feature_layer": self.feature_layer,
             "weights_sha256": self.weights_sha256,
+            "feature_implementation": self.implementation,
             **self.extra,
         }
 
@@ -130,6 +135,7 @@ def inception_extractor(cfg: Any) -> Extractor:
         feature_dim=2048,
         kwargs={"feature_extractor_weights_path": str(path)},
         extra={"official_weights": sha.startswith(INCEPTION_SHA256_PREFIX)},
+        implementation=cfg.inception_impl,
     )
 
 
@@ -157,14 +163,23 @@ _EXTRACTORS: dict[tuple[str, str, str], torch.nn.Module] = {}
 def _create(extractor: Extractor, device: torch.device) -> torch.nn.Module:
     from torch_fidelity.utils import create_feature_extractor
 
-    key = (extractor.name, extractor.weights_sha256, str(device))
+    key = (extractor.name, extractor.weights_sha256, extractor.implementation, str(device))
     if key not in _EXTRACTORS:
         layers = sorted({extractor.feature_layer, extractor.logits_layer})
         net = create_feature_extractor(
             extractor.name, layers, cuda=False, verbose=False, **extractor.kwargs
         )
+        if extractor.implementation == "fused":
+            from ganrun.metrics.inception import FusedInception
+
+            net = FusedInception(net)
         _EXTRACTORS[key] = net.to(device)
     return _EXTRACTORS[key]
+
+
+def _features(net: torch.nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    out = net(batch)
+    return out if isinstance(out, dict) else net.convert_features_tuple_to_dict(out)
 
 
 def extract(
@@ -193,7 +208,7 @@ def extract(
     with torch.no_grad(), bar:
         for begin in range(0, n, batch_size):
             batch = images[begin : begin + batch_size].to(device)
-            for k, v in net.convert_features_tuple_to_dict(net(batch)).items():
+            for k, v in _features(net, batch).items():
                 out.setdefault(k, []).append(v.cpu())
             bar.update(batch.shape[0])
     seconds = perf_counter() - started

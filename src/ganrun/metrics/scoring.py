@@ -17,9 +17,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ganrun import __version__
-from ganrun.errors import GanrunError
+from ganrun.errors import GanrunError, require_one_of
 from ganrun.metrics import METRICS, EvalContext, Metric
 from ganrun.metrics.cache import CACHE_FIX
+from ganrun.metrics.fidelity import INCEPTION_IMPLS
 from ganrun.models import family_of, model_names
 from ganrun.runs.checkpoint import Snapshot
 from ganrun.runs.files import check_writable
@@ -56,6 +57,7 @@ def check_eval_config(e: DictConfig) -> None:
             raise GanrunError(f"eval.{key}={e[key]} must be non-negative (0 = all)")
     if e.seed < 0:
         raise GanrunError(f"eval.seed={e.seed} must be non-negative")
+    require_one_of(e.inception_impl, INCEPTION_IMPLS, "eval.inception_impl")
     if e.inception_weights_sha256 and not _SHA256.match(e.inception_weights_sha256):
         raise GanrunError(
             f"eval.inception_weights_sha256={e.inception_weights_sha256} is not a "

@@ -98,6 +98,10 @@ class Model(ABC):
     #: first is the default. "output": the model's own representation (a code, E(x));
     #: "penultimate": the hidden layer before it (a GAN's D has only this one).
     feature_layers: ClassVar[dict[str, str]] = {}
+    #: ``trainer.channels_last=auto`` on a CPU: whether these networks train faster in
+    #: channels_last (measured per model: docs/PERFORMANCE.md); CUDA uses it for every
+    #: convolutional network.
+    channels_last_on_cpu: bool = False
 
     def __init__(self, cfg: DictConfig, info: DataInfo, networks: dict[str, nn.Module]) -> None:
         self.cfg = cfg  # the model config (its family's schema)

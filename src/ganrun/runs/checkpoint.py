@@ -16,6 +16,8 @@ Format 2 (this version), whatever the model family:
     optimizers      {name: state dict}
     extra           the family's state beyond those (ganrun.models.family.Model.extra_state)
     best            {metric, value, step} of the best scoring so far (eval.every), or None
+    channels_last   the networks' memory layout in training (absent before 2026-12-04: the
+                    rule of then, trainer.channels_last=on, or auto on CUDA)
     rng             torch, cuda, numpy and python random states, the training noise generator
                     and the training split's sampler: what makes a resume bit-identical
 
@@ -134,6 +136,7 @@ def capture(
     config: DictConfig,
     best: dict[str, Any] | None,
     rng: dict[str, Any],
+    channels_last: bool,
 ) -> dict[str, Any]:
     """A training state as a format-2 payload (``rng`` from :func:`capture_rng`)."""
     return {
@@ -147,6 +150,7 @@ def capture(
         "extra": model.extra_state(),
         "best": best,
         "rng": rng,
+        "channels_last": channels_last,
     }
 
 

@@ -55,14 +55,35 @@ def full_precision(modules: list[nn.Module]) -> Iterator[None]:
             module.forward = forward
 
 
-def uses_channels_last(cfg: TrainerConfig, device: torch.device) -> bool:
+def uses_channels_last(cfg: TrainerConfig, device: torch.device, cpu_pays: bool = False) -> bool:
+    """``trainer.channels_last``: on, off, or auto: on for CUDA, and on a CPU where the model
+    says it pays (``Model.channels_last_on_cpu``, measured per model)."""
     if cfg.channels_last not in ("auto", "on", "off"):
         raise GanrunError(f"trainer.channels_last={cfg.channels_last!r} must be auto, on or off")
+    if cfg.channels_last != "auto":
+        return cfg.channels_last == "on"
+    return device.type == "cuda" or cpu_pays
+
+
+def legacy_channels_last(cfg: TrainerConfig, device: torch.device) -> bool:
+    """What a checkpoint that does not record its layout trained in: before 2026-12-04, auto
+    meant CUDA only."""
     return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
 
 
-def accelerate(modules: list[nn.Module], cfg: TrainerConfig, device: torch.device) -> None:
-    """Apply the ``trainer.*`` settings to the networks in place."""
+def set_channels_last(modules: list[nn.Module], channels_last: bool) -> None:
+    """Put the convolutional networks among ``modules`` in channels_last or back in NCHW."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for module in modules:
+        if any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in module.modules()):
+            module.to(memory_format=layout)
+
+
+def accelerate(
+    modules: list[nn.Module], cfg: TrainerConfig, device: torch.device, channels_last: bool
+) -> None:
+    """Apply the ``trainer.*`` settings to the networks in place (``channels_last``: what
+    :func:`uses_channels_last` decided)."""
     if cfg.precision not in PRECISIONS:
         raise GanrunError(
             f"trainer.precision={cfg.precision!r}; choose one of: {', '.join(PRECISIONS)}"
@@ -72,12 +93,10 @@ def accelerate(modules: list[nn.Module], cfg: TrainerConfig, device: torch.devic
         raise GanrunError("trainer.precision=fp16 needs device=cuda; use bf16 or fp32")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    channels_last = uses_channels_last(cfg, device)
+    if cfg.channels_last not in ("auto", "on", "off"):
+        raise GanrunError(f"trainer.channels_last={cfg.channels_last!r} must be auto, on or off")
+    set_channels_last(modules, channels_last)
     for module in modules:
-        if channels_last and any(
-            isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in module.modules()
-        ):
-            module.to(memory_format=torch.channels_last)
         if dtype is not None:
             _autocast_forward(module, device.type, dtype)
         if cfg.compile:

@@ -36,6 +36,7 @@ from ganrun.runs.layout import (
     continue_command,
     step_checkpoint,
 )
+from ganrun.training.accelerate import legacy_channels_last, set_channels_last
 from ganrun.training.best import BestCheckpoint
 from ganrun.training.logs import MetricsLog, Window, rows_to_keep, with_loggers
 from ganrun.training.setup import Setup
@@ -194,7 +195,12 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         rng = checkpoint.capture_rng(self.noise, self.setup.batches)
         return checkpoint.capture(
-            self.model, step=self.step, config=self.cfg, best=self.best.state, rng=rng
+            self.model,
+            step=self.step,
+            config=self.cfg,
+            best=self.best.state,
+            rng=rng,
+            channels_last=self.setup.channels_last,
         )
 
     def save(self, periodic: bool) -> Path:
@@ -205,6 +211,20 @@ class Trainer:
             checkpoint.save_checkpoint(state, folder / step_checkpoint(self.step))
         return path
 
+    def _keep_layout(self, payload: dict[str, Any]) -> None:
+        """trainer.channels_last=auto continues in the layout the run trained in, which a
+        resume must keep to be bit-identical (auto's choice changed once, and may again)."""
+        trainer, device = self.cfg.trainer, self.setup.device
+        if trainer.channels_last != "auto":
+            return
+        saved = payload.get("channels_last", legacy_channels_last(trainer, device))
+        if bool(saved) != self.setup.channels_last:
+            log.info(
+                "continuing in the checkpoint's layout: channels_last %s", "on" if saved else "off"
+            )
+            set_channels_last(list(self.model.networks.values()), bool(saved))
+            self.setup.channels_last = bool(saved)
+
     def resume(self, where: str) -> None:
         path = self.run_dir / CHECKPOINTS / LAST if where == "auto" else Path(where)
         if where == "auto" and not path.exists():
@@ -214,6 +234,7 @@ class Trainer:
         family = self.setup.family
         movable = [f"model.{key}" for key in family.adjustable]
         checkpoint.check_resumable(payload, path, family.name, self.cfg, movable)
+        self._keep_layout(payload)
         checkpoint.load_state(payload, self.model, path, training=True)
         try:
             checkpoint.restore_rng(payload["rng"], self.noise, self.setup.batches)

@@ -67,6 +67,12 @@ class GanModel(LatentModel):
 
     feature_layers = {"penultimate": "D's last hidden layer"}
 
+    @property
+    def channels_last_on_cpu(self) -> bool:  # type: ignore[override]
+        # Measured on 2 CPU cores (docs/PERFORMANCE.md): DCGAN's networks 1.10-1.12x; the
+        # InfoGAN networks (mostly dense layers) 0.97x; WGAN-GP's double backward 0.93-1.03x.
+        return self.cfg.name != MLP_MODEL and self.cfg.arch == "conv" and not self.cfg.gp_weight
+
     @torch.no_grad()
     def features(self, x: torch.Tensor, layer: str = "penultimate") -> torch.Tensor:
         """D's last hidden layer on images ``x``, in eval mode: what a GAN learns about images
