@@ -157,7 +157,7 @@ def has_classifier(extractor: Extractor) -> bool:
 
 # Built once per process and kept: `ganrun eval` on a sweep folder scores every run in one process,
 # and rebuilding Inception (or reloading the classifier) per run would cost seconds each time.
-_EXTRACTORS: dict[tuple[str, str, str], torch.nn.Module] = {}
+_EXTRACTORS: dict[tuple[str, ...], torch.nn.Module] = {}
 
 
 def _create(extractor: Extractor, device: torch.device) -> torch.nn.Module:

@@ -93,8 +93,6 @@ def accelerate(
         raise GanrunError("trainer.precision=fp16 needs device=cuda; use bf16 or fp32")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    if cfg.channels_last not in ("auto", "on", "off"):
-        raise GanrunError(f"trainer.channels_last={cfg.channels_last!r} must be auto, on or off")
     set_channels_last(modules, channels_last)
     for module in modules:
         if dtype is not None:
