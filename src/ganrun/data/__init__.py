@@ -27,6 +27,7 @@ from ganrun.data.mixtures import load_gauss1d, load_grid, load_ring
 from ganrun.data.mnist import load_mnist
 from ganrun.data.resident import PointSplit, ResidentSplit
 from ganrun.data.tfd import load_tfd
+from ganrun.data.translation import load_mnist_color, load_mnist_digits, load_translation_folder
 from ganrun.errors import GanrunError
 
 # What a split is to the trainer: batch(n), len(), seed(s), state_dict(), load_state_dict(), all().
@@ -61,6 +62,9 @@ DATASETS: dict[str, Callable[[DataConfig], RawData]] = {
     "grid": load_grid,
     "gauss1d": load_gauss1d,
     "folder": load_folder,
+    "mnist_color": load_mnist_color,
+    "mnist_digits": load_mnist_digits,
+    "translation_folder": load_translation_folder,
 }
 
 
