@@ -4,7 +4,8 @@ A grid of ``n`` samples (for conditional models one class per row, ``n`` rounded
 rows), ``sample.interpolate=true`` for strips that walk the latent space between random points,
 ``sample.format=npz`` for the raw samples (uint8, NHWC, as FID tools and numpy code expect),
 ``sample.prior=<name>`` to draw from another of the model's priors than its config chose,
-``sample.reconstruct=true`` for held-out images above their reconstructions. The
+``sample.reconstruct=true`` for held-out images above their reconstructions; a translation model
+(model=cyclegan) shows test images of each domain above their translations and back. The
 model is rebuilt from the checkpoint's own config (:func:`ganrun.runs.checkpoint.restore`) and
 its family draws the samples. Output goes to ``<run>/generated/`` unless ``out=`` names a file.
 """
@@ -117,6 +118,52 @@ def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> D
     )
 
 
+def translations(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Drawn:
+    """``n`` test images of each domain drawn by ``seed``, in rows: images of A above their
+    translations to B and those translated back, then the same from B."""
+    from ganrun.data.translation import B_SPLITS
+
+    model, data = snapshot.model, snapshot.data
+    picked = []
+    for name in ("test", B_SPLITS["test"]):
+        split = data.split(name)
+        pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+        picked.append(split.scaled(split.pixels(pick[:n].sort().values)).float())
+    n = min(len(picked[0]), len(picked[1]))
+    a, b = picked[0][:n], picked[1][:n]
+
+    def translated(x: torch.Tensor, direction: str) -> torch.Tensor:
+        parts = [model.translate(x[i : i + batch_size], direction) for i in range(0, n, batch_size)]
+        return torch.cat(parts).to(x.device, x.dtype)
+
+    a_b, b_a = translated(a, "ab"), translated(b, "ba")
+    chains = {
+        "a": a,
+        "a_to_b": a_b,
+        "a_to_b_to_a": translated(a_b, "ba"),
+        "b": b,
+        "b_to_a": b_a,
+        "b_to_a_to_b": translated(b_a, "ab"),
+    }
+    per_row = min(n, 8)
+    rows = [
+        chains[name][i : i + per_row]
+        for names in (("a", "a_to_b", "a_to_b_to_a"), ("b", "b_to_a", "b_to_a_to_b"))
+        for i in range(0, n, per_row)
+        for name in names
+    ]
+    as_npz = {  # uint8, N x H x W x C
+        name: to_uint8(images, data.info.value_range).permute(0, 2, 3, 1)
+        for name, images in chains.items()
+    }
+    return Drawn(
+        torch.cat(rows),
+        as_npz,
+        per_row,
+        f"{n} test images of each domain above their translations and back",
+    )
+
+
 def run(cfg: DictConfig) -> Path:
     check_sample_config(cfg)
     device = resolve_device(cfg.device.type)
@@ -133,6 +180,8 @@ def run(cfg: DictConfig) -> Path:
         drawn = reconstructions(snapshot, cfg.n, s.seed, s.batch_size)
     elif s.interpolate:
         drawn = model.interpolate(cfg.n, s.steps, s.seed, s.batch_size)
+    elif "translate" in model.provides:  # no prior to draw from: it shows what it does
+        drawn = translations(snapshot, cfg.n, s.seed, s.batch_size)
     else:
         drawn = model.sample(cfg.n, s.seed, s.batch_size)
     value_range = snapshot.data.info.value_range

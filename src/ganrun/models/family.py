@@ -92,7 +92,8 @@ class Model(ABC):
     #: decode(encode(x)) in the data's range), "discriminator" (``discriminate(x)``: D(x) as a
     #: probability), "features" (``features(x, layer)``: (N, F) features a classifier could use,
     #: from one of :attr:`feature_layers`), "classifier" (``classify(x)``: logits of the data's
-    #: classes).
+    #: classes), "translate" (``translate(x, direction)``: images of one domain of two-domain
+    #: data in the other, direction "ab" or "ba").
     provides: ClassVar[frozenset[str]] = frozenset()
     #: "features": the layers ``features`` offers (``eval.features``), each with what it is; the
     #: first is the default. "output": the model's own representation (a code, E(x));
