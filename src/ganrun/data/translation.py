@@ -81,6 +81,15 @@ def colorize(gray: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return mixed.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def _labelled_domains(
+    images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor | None], a: str, b: str
+) -> RawData:
+    """Two domains of digits, 10 classes, held in memory."""
+    return RawData(
+        images=images, labels=labels, num_classes=10, extra={"domains": {"a": a, "b": b}}
+    )
+
+
 def load_mnist_color(cfg: DataConfig) -> RawData:
     _no_valid_split(cfg)
     mnist = load_mnist(cfg)
@@ -93,12 +102,7 @@ def load_mnist_color(cfg: DataConfig) -> RawData:
         colours = _seeded(f"mnist_color/{split}/colours")
         images[B_SPLITS[split]] = colorize(pixels[b], colours)
         labels[B_SPLITS[split]] = classes[b]
-    return RawData(
-        images=images,
-        labels=labels,
-        num_classes=10,
-        extra={"domains": {"a": "MNIST", "b": "MNIST in random colours"}},
-    )
+    return _labelled_domains(images, labels, "MNIST", "MNIST in random colours")
 
 
 def load_mnist_digits(cfg: DataConfig) -> RawData:
@@ -108,12 +112,7 @@ def load_mnist_digits(cfg: DataConfig) -> RawData:
     labels = {**mnist.labels}
     for split, b_split in B_SPLITS.items():
         images[b_split], labels[b_split] = digits.images[split], digits.labels[split]
-    return RawData(
-        images=images,
-        labels=labels,
-        num_classes=10,
-        extra={"domains": {"a": "MNIST", "b": "scikit-learn digits"}},
-    )
+    return _labelled_domains(images, labels, "MNIST", "scikit-learn digits")
 
 
 def _channels(path: Path) -> int:
