@@ -72,13 +72,13 @@ def _synthetic_data(cfg, n: int, device: torch.device):
 
 def _setup(cfg, data, device, fused: bool):
     from ganrun.models import build_model, family_of
-    from ganrun.training.accelerate import accelerate, uses_channels_last
+    from ganrun.training.accelerate import accelerate
     from ganrun.training.setup import Setup
 
     torch.manual_seed(0)
     model = build_model(cfg.model, data.info).to(device)
-    channels_last = uses_channels_last(cfg.trainer, device, model.channels_last_on_cpu)
-    accelerate(list(model.networks.values()), cfg.trainer, device, channels_last)
+    networks = list(model.networks.values())
+    channels_last = accelerate(networks, cfg.trainer, device, model.channels_last_on_cpu)
     model.configure_training(cfg, fused=fused)
     family = family_of(cfg.model.name)
     return Setup(cfg, device, data, data.train, family, model, channels_last)

@@ -31,7 +31,7 @@ def test_bf16_autocast_keeps_keys_and_returns_float32():
     keys = list(g.state_dict())
     z = torch.randn(4, 16)
     reference = g(z)
-    accelerate([g, d], TrainerConfig(precision="bf16"), CPU, channels_last=False)
+    accelerate([g, d], TrainerConfig(precision="bf16"), CPU)
     assert list(g.state_dict()) == keys
     out = g(z)
     assert out.dtype == torch.float32
@@ -41,7 +41,7 @@ def test_bf16_autocast_keeps_keys_and_returns_float32():
 
 def test_channels_last_applies_to_conv_weights():
     g, d = _nets()
-    accelerate([g, d], TrainerConfig(channels_last="on"), CPU, channels_last=True)
+    assert accelerate([g, d], TrainerConfig(channels_last="on"), CPU)
     weight = next(m.weight for m in d.modules() if isinstance(m, torch.nn.Conv2d))
     assert weight.is_contiguous(memory_format=torch.channels_last)
 
@@ -118,7 +118,7 @@ def test_a_resume_keeps_the_layout_its_checkpoint_trained_in(cli, tmp_path):
 )
 def test_bad_settings(cfg, match):
     with pytest.raises(GanrunError, match=match):
-        accelerate(list(_nets()), cfg, CPU, channels_last=False)
+        accelerate(list(_nets()), cfg, CPU)
 
 
 def test_fused_adam_flag_reaches_the_optimizer():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,6 +91,12 @@ def save_npz(path: Path, drawn: Drawn, value_range: tuple[float, float]) -> Path
     return atomic_write(path, buffer.getvalue())
 
 
+def held_out(split: Any, n: int, seed: int) -> torch.Tensor:
+    """Up to ``n`` images of ``split`` drawn by ``seed`` (in the split's order), scaled."""
+    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
+    return split.scaled(split.pixels(pick.sort().values)).float()
+
+
 def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Drawn:
     """``n`` held-out images drawn by ``seed`` and their reconstructions, in rows: each row of
     originals above the same images reconstructed."""
@@ -100,9 +107,8 @@ def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> D
             "(models that encode do: vae, ae, bigan)"
         )
     split = next(data.splits[name] for name in ("test", "valid", "train") if name in data.splits)
-    n = min(n, len(split))
-    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
-    x = split.scaled(split.pixels(pick.sort().values)).float()
+    x = held_out(split, n, seed)
+    n = len(x)
     out = torch.cat([model.reconstruct(x[i : i + batch_size]) for i in range(0, n, batch_size)])
     per_row = default_nrow(n)
     rows = [part[i : i + per_row] for i in range(0, n, per_row) for part in (x, out.to(x.dtype))]
@@ -119,49 +125,13 @@ def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> D
 
 
 def translations(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Drawn:
-    """``n`` test images of each domain drawn by ``seed``, in rows: images of A above their
-    translations to B and those translated back, then the same from B."""
+    """``n`` test images of each domain drawn by ``seed``, shown by the model's round trips."""
     from ganrun.data.translation import B_SPLITS
 
-    model, data = snapshot.model, snapshot.data
-    picked = []
-    for name in ("test", B_SPLITS["test"]):
-        split = data.split(name)
-        pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
-        picked.append(split.scaled(split.pixels(pick[:n].sort().values)).float())
-    n = min(len(picked[0]), len(picked[1]))
-    a, b = picked[0][:n], picked[1][:n]
-
-    def translated(x: torch.Tensor, direction: str) -> torch.Tensor:
-        parts = [model.translate(x[i : i + batch_size], direction) for i in range(0, n, batch_size)]
-        return torch.cat(parts).to(x.device, x.dtype)
-
-    a_b, b_a = translated(a, "ab"), translated(b, "ba")
-    chains = {
-        "a": a,
-        "a_to_b": a_b,
-        "a_to_b_to_a": translated(a_b, "ba"),
-        "b": b,
-        "b_to_a": b_a,
-        "b_to_a_to_b": translated(b_a, "ab"),
-    }
-    per_row = min(n, 8)
-    rows = [
-        chains[name][i : i + per_row]
-        for names in (("a", "a_to_b", "a_to_b_to_a"), ("b", "b_to_a", "b_to_a_to_b"))
-        for i in range(0, n, per_row)
-        for name in names
-    ]
-    as_npz = {  # uint8, N x H x W x C
-        name: to_uint8(images, data.info.value_range).permute(0, 2, 3, 1)
-        for name, images in chains.items()
-    }
-    return Drawn(
-        torch.cat(rows),
-        as_npz,
-        per_row,
-        f"{n} test images of each domain above their translations and back",
-    )
+    data = snapshot.data
+    a = held_out(data.split("test"), n, seed)
+    b = held_out(data.split(B_SPLITS["test"]), n, seed)
+    return snapshot.model.round_trips(a, b, batch_size)
 
 
 def run(cfg: DictConfig) -> Path:

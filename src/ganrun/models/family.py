@@ -93,7 +93,8 @@ class Model(ABC):
     #: probability), "features" (``features(x, layer)``: (N, F) features a classifier could use,
     #: from one of :attr:`feature_layers`), "classifier" (``classify(x)``: logits of the data's
     #: classes), "translate" (``translate(x, direction)``: images of one domain of two-domain
-    #: data in the other, direction "ab" or "ba").
+    #: data in the other, direction "ab" or "ba"; ``round_trips(a, b, batch_size)``: the
+    #: :class:`Drawn` of images of both domains, translated and back).
     provides: ClassVar[frozenset[str]] = frozenset()
     #: "features": the layers ``features`` offers (``eval.features``), each with what it is; the
     #: first is the default. "output": the model's own representation (a code, E(x));

@@ -80,10 +80,11 @@ def set_channels_last(modules: list[nn.Module], channels_last: bool) -> None:
 
 
 def accelerate(
-    modules: list[nn.Module], cfg: TrainerConfig, device: torch.device, channels_last: bool
-) -> None:
-    """Apply the ``trainer.*`` settings to the networks in place (``channels_last``: what
-    :func:`uses_channels_last` decided)."""
+    modules: list[nn.Module], cfg: TrainerConfig, device: torch.device, cpu_pays: bool = False
+) -> bool:
+    """Apply the ``trainer.*`` settings to the networks in place; returns whether they are in
+    channels_last (:func:`uses_channels_last`, with the model's ``cpu_pays``)."""
+    channels_last = uses_channels_last(cfg, device, cpu_pays)
     if cfg.precision not in PRECISIONS:
         raise GanrunError(
             f"trainer.precision={cfg.precision!r}; choose one of: {', '.join(PRECISIONS)}"
@@ -99,3 +100,4 @@ def accelerate(
             _autocast_forward(module, device.type, dtype)
         if cfg.compile:
             module.compile()
+    return channels_last

@@ -21,7 +21,7 @@ from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
 from ganrun.models import Family, Model, build_model, family_of
 from ganrun.models.optim import fused_for
-from ganrun.training.accelerate import accelerate, uses_channels_last
+from ganrun.training.accelerate import accelerate
 
 
 @dataclass
@@ -62,7 +62,7 @@ def build_setup(cfg: DictConfig) -> Setup:
     model.use_data(data)
     # The averages start as plain copies, before any speed setting wraps a network's forward.
     model.keep_averages(cfg.model.ema_decay)
-    channels_last = uses_channels_last(cfg.trainer, device, model.channels_last_on_cpu)
-    accelerate(list(model.networks.values()), cfg.trainer, device, channels_last)
+    networks = list(model.networks.values())
+    channels_last = accelerate(networks, cfg.trainer, device, model.channels_last_on_cpu)
     model.configure_training(cfg, fused=fused_for(device))
     return Setup(cfg, device, data, data.train, family, model, channels_last)

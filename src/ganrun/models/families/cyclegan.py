@@ -27,8 +27,8 @@ from torch import nn
 
 from ganrun.data.base import DataInfo
 from ganrun.errors import require
-from ganrun.images import Figure, Grid
-from ganrun.models.family import Family, Model, ModelConfig, Statistic
+from ganrun.images import Figure, Grid, to_uint8
+from ganrun.models.family import Drawn, Family, Model, ModelConfig, Statistic
 from ganrun.models.nets.cyclegan import (
     ImagePool,
     PatchDiscriminator,
@@ -183,6 +183,41 @@ class CycleganModel(Model):
         with self.evaluating():
             return self.network(f"g_{direction}")(x.to(self.device))
 
+    def round_trips(self, a: torch.Tensor, b: torch.Tensor, batch_size: int) -> Drawn:
+        """Images of A above their translations to B and those translated back, then the same
+        from B, up to 8 a row; the npz keeps each of the six sets (uint8, N x H x W x C)."""
+        n = min(len(a), len(b))
+        a, b = a[:n], b[:n]
+
+        def translated(x: torch.Tensor, direction: str) -> torch.Tensor:
+            parts = [
+                self.translate(x[i : i + batch_size], direction) for i in range(0, n, batch_size)
+            ]
+            return torch.cat(parts).to(x.device, x.dtype)
+
+        a_b, b_a = translated(a, "ab"), translated(b, "ba")
+        chains = {
+            "a": a,
+            "a_to_b": a_b,
+            "a_to_b_to_a": translated(a_b, "ba"),
+            "b": b,
+            "b_to_a": b_a,
+            "b_to_a_to_b": translated(b_a, "ab"),
+        }
+        per_row = min(n, 8)
+        rows = [
+            chains[name][i : i + per_row]
+            for names in (("a", "a_to_b", "a_to_b_to_a"), ("b", "b_to_a", "b_to_a_to_b"))
+            for i in range(0, n, per_row)
+            for name in names
+        ]
+        as_npz = {
+            name: to_uint8(images, self.info.value_range).permute(0, 2, 3, 1).cpu()
+            for name, images in chains.items()
+        }
+        what = f"{n} test images of each domain above their translations and back"
+        return Drawn(torch.cat(rows), as_npz, per_row, what)
+
     def _shown_images(self, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
         """The first test images of each domain, read once."""
         if self._shown is None:
@@ -198,15 +233,9 @@ class CycleganModel(Model):
 
     @torch.no_grad()
     def figures(self, step: int, data: Data) -> list[Figure]:
-        """Rows of test images of A, their translations to B and those translated back; then
-        the same from B."""
-        a, b = self._shown_images(data)
-        to_b = self.translate(a, "ab")
-        to_a = self.translate(b, "ba")
-        rows = [a, to_b, self.translate(to_b, "ba"), b, to_a, self.translate(to_a, "ab")]
-        per_row = min(len(a), len(b))
-        images = torch.cat([r[:per_row] for r in rows])
-        return [Grid(figure_name(step), images, self.info.value_range, nrow=per_row)]
+        """The round trips of the first test images of each domain."""
+        drawn = self.round_trips(*self._shown_images(data), SHOWN)
+        return [Grid(figure_name(step), drawn.images, self.info.value_range, drawn.per_row)]
 
 
 class CycleganFamily(Family):
