@@ -5,9 +5,11 @@ rows), ``sample.interpolate=true`` for strips that walk the latent space between
 ``sample.format=npz`` for the raw samples (uint8, NHWC, as FID tools and numpy code expect),
 ``sample.prior=<name>`` to draw from another of the model's priors than its config chose,
 ``sample.reconstruct=true`` for held-out images above their reconstructions; a translation model
-(model=cyclegan) shows test images of each domain above their translations and back. The
-model is rebuilt from the checkpoint's own config (:func:`ganrun.runs.checkpoint.restore`) and
-its family draws the samples. Output goes to ``<run>/generated/`` unless ``out=`` names a file.
+(model=cyclegan) shows test images of each domain above their translations and back, and with
+``input=<folder> out=<folder>`` translates one's own images (``sample.direction=ab|ba``), one
+file each. The model is rebuilt from the checkpoint's own config
+(:func:`ganrun.runs.checkpoint.restore`) and its family draws the samples. Output goes to
+``<run>/generated/`` unless ``out=`` names a file (a folder, with ``input=``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ganrun.runs.files import atomic_write, check_writable
 from ganrun.runs.layout import GENERATED, run_dir_of
 
 FORMATS = ("png", "npz")
+DIRECTIONS = ("ab", "ba")
 PRIOR_NAME = re.compile(r"[A-Za-z0-9_]+")  # it becomes part of the output file's name
 
 
@@ -65,8 +68,23 @@ def check_sample_config(cfg: DictConfig) -> None:
             f"sample.prior={s.prior!r} is not a prior's name (letters, digits, _); name one of "
             "the model's priors, or leave sample.prior out for its own"
         )
-    if cfg.out is not None and Path(cfg.out).suffix.lower() != f".{s.format}":
+    if cfg.input is not None:
+        _check_input(cfg)
+    elif cfg.out is not None and Path(cfg.out).suffix.lower() != f".{s.format}":
         raise GanrunError(f"out={cfg.out} must end in .{s.format} for sample.format={s.format}")
+
+
+def _check_input(cfg: DictConfig) -> None:
+    s = cfg.sample
+    require_one_of(s.direction, DIRECTIONS, "sample.direction")
+    if not Path(cfg.input).expanduser().exists():
+        raise GanrunError(f"input={cfg.input} does not exist; give a folder of images or an image")
+    if s.reconstruct or s.interpolate:
+        raise GanrunError(
+            "input= translates the given images; drop sample.reconstruct and sample.interpolate"
+        )
+    if cfg.out is not None and Path(cfg.out).expanduser().is_file():
+        raise GanrunError(f"out={cfg.out} is a file; with input= it names the folder to write to")
 
 
 def default_out(checkpoint: Path, cfg: DictConfig) -> Path:
@@ -134,12 +152,96 @@ def translations(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Draw
     return snapshot.model.round_trips(a, b, batch_size)
 
 
+def _input_files(source: Path) -> tuple[list[Path], Path]:
+    """The image files of ``input=`` and the folder their output names are relative to."""
+    from ganrun.data.folder import EXTENSIONS, check_headers, scan
+
+    if source.is_file():
+        files, root = [source], source.parent
+    else:
+        files, root = scan(source)[0], source
+    if not files:
+        raise GanrunError(
+            f"input={source} holds no images (looked for {', '.join(sorted(EXTENSIONS))}, also "
+            "in sub-folders)"
+        )
+    check_headers(files, root)
+    return files, root
+
+
+def _outputs(files: list[Path], root: Path, out: Path) -> list[Path]:
+    """Where each input's result goes: its name under ``out``, as PNG. Refused before anything
+    is written when that would overwrite a file, or put two results in one file."""
+    outputs = [out / f.relative_to(root).with_suffix(".png") for f in files]
+    seen: dict[Path, Path] = {}
+    for f, target in zip(files, outputs, strict=True):
+        if target in seen:
+            raise GanrunError(
+                f"{seen[target]} and {f} would both be written to {target}; rename one of them"
+            )
+        seen[target] = f
+    existing = [p for p in outputs if p.exists()]
+    if existing:
+        raise GanrunError(
+            f"out={out} already holds {existing[0]}"
+            + (f" and {len(existing) - 1} more of the files to write" if len(existing) > 1 else "")
+            + "; choose another out= (nothing is overwritten)"
+        )
+    return outputs
+
+
+def translate_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Path:
+    """``input=``: each image brought to the model's resolution and channels as data=folder
+    brings them, translated in ``sample.direction``, written as one PNG."""
+    from PIL import Image
+
+    from ganrun.data.folder import load_image
+    from ganrun.data.translation import B_SPLITS
+
+    model, data, s = snapshot.model, snapshot.data, cfg.sample
+    if "translate" not in model.provides:
+        raise GanrunError(
+            f"model={model.cfg.name} does not translate images; input= needs a translation "
+            "model (model=cyclegan)"
+        )
+    source = Path(cfg.input).expanduser()
+    files, root = _input_files(source)
+    out = (
+        Path(cfg.out).expanduser()
+        if cfg.out
+        else run_dir_of(checkpoint) / GENERATED / f"{checkpoint.stem}_{s.direction}_{source.stem}"
+    )
+    check_writable(out, "choose another out=")
+    outputs = _outputs(files, root, out)
+    info = data.info
+    split = data.split("test" if s.direction == "ab" else B_SPLITS["test"])
+    mode = "L" if info.channels == 1 else "RGB"
+    for begin in range(0, len(files), s.batch_size):
+        batch = files[begin : begin + s.batch_size]
+        pixels = torch.stack([load_image(f, info.resolution, mode) for f in batch])
+        translated = model.translate(split.scaled(pixels), s.direction)
+        images = to_uint8(translated, info.value_range).permute(0, 2, 3, 1).numpy()
+        for image, target in zip(images, outputs[begin : begin + s.batch_size], strict=True):
+            array = image[..., 0] if image.shape[-1] == 1 else image
+            atomic_write(target, lambda f, a=array: Image.fromarray(a).save(f, format="PNG"))
+    domains = info.extra.get("domains", {"a": "A", "b": "B"})
+    there, to = (domains[side] for side in s.direction)
+    print(
+        f"ganrun: {len(files)} image(s) of {source} translated from {there} to {to} at "
+        f"{info.resolution}x{info.resolution} by {checkpoint} (step {snapshot.step}) -> {out}",
+        flush=True,
+    )
+    return out
+
+
 def run(cfg: DictConfig) -> Path:
     check_sample_config(cfg)
     device = resolve_device(cfg.device.type)
     if device.type == "cpu":
         configure_threads()
     checkpoint = Path(cfg.checkpoint).expanduser()
+    if cfg.input is not None:
+        return translate_folder(cfg, restore(checkpoint, device, cfg.data_root), checkpoint)
     out = Path(cfg.out).expanduser() if cfg.out else default_out(checkpoint, cfg)
     check_writable(out.parent, "choose another out=")
     snapshot = restore(checkpoint, device, cfg.data_root)

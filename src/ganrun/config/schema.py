@@ -211,6 +211,9 @@ class EvalConfig:
     # (output: its code or E(x); penultimate: the hidden layer before it); auto: the model's own
     # choice, the first it offers
     features: str = "auto"
+    # translation_acc / translation_fid / cycle_error: test images of each domain translated,
+    # drawn by eval.seed; 0 = every test image
+    translation_examples: int = 0
 
 
 @dataclass
@@ -269,6 +272,9 @@ class SampleOptions:
     # A PNG grid narrower than this is enlarged by a whole factor (nearest neighbour) to at least
     # this many pixels wide; 0: native size. npz samples are never resized.
     grid_min_width: int = 512
+    # With input=: which way a translation model (model=cyclegan) takes the images, ab (domain A
+    # to B) or ba.
+    direction: str = "ab"
 
 
 @dataclass
@@ -280,6 +286,11 @@ class SampleCommandConfig:
     # Output file; default <run>/generated/<checkpoint>_n<n>_seed<s>.<fmt> (with sample.prior:
     # <checkpoint>_n<n>_prior-<prior>_seed<s>.<fmt>)
     out: str | None = None
+    # A folder of one's own images (or one image file) to translate (model=cyclegan, in
+    # sample.direction): each is brought to the model's resolution and channels as data=folder
+    # brings images, and its translation is written to the folder out= (default
+    # <run>/generated/<checkpoint>_<direction>_<input name>/) as <same relative name>.png.
+    input: str | None = None
     data_root: str | None = None  # where the data lives now, if not the run's data.root
     device: DeviceConfig = field(default_factory=DeviceConfig)
     sample: SampleOptions = field(default_factory=SampleOptions)

@@ -29,7 +29,7 @@ import torch
 
 from ganrun import theory
 from ganrun.errors import GanrunError
-from ganrun.metrics import fidelity, likelihood, parzen, representation
+from ganrun.metrics import fidelity, likelihood, parzen, representation, translation
 from ganrun.metrics.classifier import FEATURES
 from ganrun.metrics.context import EvalContext, as_unit_interval
 from ganrun.metrics.mixtures import mixture_stats
@@ -79,6 +79,7 @@ _NEEDS = {
     "features": "encoder whose features a classifier could use",
     "classifier": "classifier of the data's classes",
     "discriminator": "discriminator giving probabilities (a sigmoid D, unconditional)",
+    "translate": "generators translating between two domains",
 }
 _KINDS = {"image": "an image data set", "points": "point data (gauss1d, ring, grid)"}
 
@@ -559,6 +560,25 @@ METRICS: dict[str, Metric] = {
                          Column("jsd_floor")), data="points", check=_check_mixture),
     "d_gap": Metric(_d_gap, _lower("d_gap"), needs="discriminator", data="points",
                     check=_check_mixture),
+    # Translations scored by the target domain's classifier; *_identity: the untranslated images.
+    "translation_acc": Metric(translation.accuracy,
+                              (Column("translation_acc_ab", HIGHER),
+                               Column("translation_acc_ba", HIGHER),
+                               Column("translation_acc_ab_identity"),
+                               Column("translation_acc_ba_identity")),
+                              needs="translate", data="image", check=translation.check_labels,
+                              cached=True, draws="translation_examples"),
+    "translation_fid": Metric(translation.fid,
+                              (Column("translation_fid_ab", LOWER),
+                               Column("translation_fid_ba", LOWER),
+                               Column("translation_fid_ab_identity"),
+                               Column("translation_fid_ba_identity")),
+                              needs="translate", data="image", check=translation.check_fid,
+                              cached=True, draws="translation_examples"),
+    "cycle_error": Metric(translation.cycle_error,
+                          (Column("cycle_error_a", LOWER), Column("cycle_error_b", LOWER)),
+                          needs="translate", data="image", check=translation.check_cycle,
+                          draws="translation_examples"),
     "modes": Metric(_modes, (Column("modes_covered", HIGHER), Column("high_quality", HIGHER),
                              Column("num_modes"), Column("mode_kl", LOWER)), data="points"),
 }

@@ -122,28 +122,40 @@ def data_key(data_cfg: Any) -> dict[str, Any]:
 def _labeled(split: Any, what: str, data_name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if split.labels is None:
         raise GanrunError(
-            f"the data-set classifier needs class labels, but the {what} split of data="
+            f"the data-set classifier needs class labels, but the {what!r} split of data="
             f"{data_name} has none; use Inception metrics (eval.metrics=[fid,kid]) instead"
         )
     return gray_to_rgb(split.pixels()), split.labels.cpu()
 
 
-def classifier_extractor(data: Any, data_cfg: Any, cfg: Any, device: torch.device) -> Extractor:
-    """Train (or load from the cache) the classifier for this data set; its Extractor."""
+# The (training, test) splits of each domain of two-domain data: A is the usual pair.
+DOMAIN_SPLITS = {"a": ("train", "test"), "b": ("train_b", "test_b")}
+
+
+def classifier_extractor(
+    data: Any, data_cfg: Any, cfg: Any, device: torch.device, domain: str = "a"
+) -> Extractor:
+    """Train (or load from the cache) the classifier for this data set, or for its domain B
+    (``domain="b"``, two-domain data); its Extractor."""
     key = {
         "arch": ARCH_VERSION,
         "data": data_key(data_cfg),
         "epochs": cfg.classifier_epochs,
         "seed": cfg.seed,
     }
+    if domain != "a":  # domain A keeps the key it always had, and so its cached classifiers
+        key["domain"] = domain
     path = cache.entry_path(cfg.cache_dir, "classifiers", key)
+    name = data_cfg.name if domain == "a" else f"{data_cfg.name}_{domain}"
     payload, _ = cache.load_or_compute(
         path,
-        lambda: train_classifier(data, data_cfg.name, cfg.classifier_epochs, cfg.seed, device),
+        lambda: train_classifier(
+            data, name, cfg.classifier_epochs, cfg.seed, device, DOMAIN_SPLITS[domain]
+        ),
         key,
         ("state_dict", "num_classes", "test_accuracy", "epochs"),
     )
-    label = f"{data_cfg.name}_cnn"
+    label = f"{name}_cnn"
     return Extractor(
         name=NAME,
         label=label,
@@ -160,14 +172,22 @@ def classifier_extractor(data: Any, data_cfg: Any, cfg: Any, device: torch.devic
 
 
 def train_classifier(
-    data: Any, data_name: str, epochs: int, seed: int, device: torch.device, batch_size: int = 128
+    data: Any,
+    data_name: str,
+    epochs: int,
+    seed: int,
+    device: torch.device,
+    splits: tuple[str, str] = DOMAIN_SPLITS["a"],
+    batch_size: int = 128,
 ) -> dict[str, Any]:
-    """Adam on the training split for ``epochs`` epochs; test accuracy measured after."""
-    images, labels = _labeled(data.train, "training", data_name)
-    test_split = data.splits.get("test")
+    """Adam on the training split (``splits[0]``) for ``epochs`` epochs; accuracy on the test
+    split (``splits[1]``) measured after."""
+    train_name, test_name = splits
+    images, labels = _labeled(data.splits[train_name], train_name, data_name)
+    test_split = data.splits.get(test_name)
     if test_split is None:
-        raise GanrunError(f"data={data_name} has no test split to measure the classifier on")
-    test_images, test_labels = _labeled(test_split, "test", data_name)
+        raise GanrunError(f"data={data_name} has no {test_name} split to measure the classifier on")
+    test_images, test_labels = _labeled(test_split, test_name, data_name)
     num_classes = int(max(labels.max(), test_labels.max())) + 1
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

@@ -10,7 +10,7 @@ memory, so scoring N checkpoints pays for the real side once.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class EvalContext:
         self._reference: ImageSet | None = None
         self._untrained: Any = None
         self._gen_features: dict[str, dict[str, torch.Tensor]] = {}
+        self._shared: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------- generated side
     def samples(self, n: int) -> torch.Tensor:
@@ -128,24 +129,35 @@ class EvalContext:
         gen = torch.Generator().manual_seed(self.cfg.seed)
         return torch.randperm(available, generator=gen)[:n].sort().values
 
-    def extractor(self, which: str) -> Extractor:
-        """``inception`` or ``cnn`` (the data-set classifier, trained on first use)."""
+    def extractor(self, which: str, domain: str | None = None) -> Extractor:
+        """``inception`` or ``cnn`` (the data-set classifier, trained on first use). On
+        two-domain data the classifier is domain ``"a"``'s or ``"b"``'s; None: the domain the
+        run trained on."""
         run_data = self.run_config.data
         cfg = self.cfg
+        if domain is None:
+            domain = "b" if run_data.get("train_split") == "train_b" else "a"
         if which == "inception":
             memo_key = repr((which, cfg.inception_weights, cfg.inception_weights_sha256))
         else:
             memo_key = repr(
-                (which, data_key(run_data), cfg.classifier_epochs, cfg.seed, cfg.cache_dir)
+                (which, data_key(run_data), cfg.classifier_epochs, cfg.seed, cfg.cache_dir, domain)
             )
         if memo_key not in _EXTRACTOR_MEMO:
             if which == "inception":
                 _EXTRACTOR_MEMO[memo_key] = inception_extractor(self.cfg)
             else:
                 _EXTRACTOR_MEMO[memo_key] = classifier_extractor(
-                    self.data, run_data, self.cfg, self.device
+                    self.data, run_data, self.cfg, self.device, domain
                 )
         return _EXTRACTOR_MEMO[memo_key]
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per checkpoint: work several metrics use (a translation model's
+        translated test images)."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     def real_reference(self, which: str) -> dict[str, Any]:
         """{"features": (n, D) tensor, "stats": FID statistics, "cached": bool}."""
