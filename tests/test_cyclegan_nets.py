@@ -39,6 +39,18 @@ def test_parameter_counts_are_the_releases():
     assert _count(ResnetGenerator(c, w, 1)) == expected
 
 
+@pytest.mark.parametrize("downsamplings", [0, 1, 3])
+def test_the_number_of_downsamplings(downsamplings):
+    g = ResnetGenerator(1, 4, 1, downsamplings)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    assert g(x).shape == x.shape
+    inner = 4 * 2**downsamplings
+    blocks = [m for m in g.modules() if m.__class__.__name__ == "ResidualBlock"]
+    assert blocks[0].body[1].in_channels == inner
+    strided = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == downsamplings
+
+
 @pytest.mark.parametrize("resolution", [16, 28, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shapes_at_every_size(resolution, channels):
@@ -61,6 +73,9 @@ def test_sizes_the_networks_cannot_take_are_refused_with_the_setting():
     check_sizes(28, 3)
     with pytest.raises(GanrunError, match="divisible by 4"):
         check_sizes(30, 2)
+    check_sizes(30, 2, downsamplings=1)
+    with pytest.raises(GanrunError, match="model.downsamplings=3 times.*divisible by 8"):
+        check_sizes(28, 2, downsamplings=3)
     with pytest.raises(GanrunError, match="model.d_layers=2 or fewer"):
         check_sizes(16, 3)
 

@@ -49,6 +49,9 @@ SHOWN = 8  # test images of each domain in the training figures
 class CycleganConfig(ModelConfig):
     width: int = 32  # generators' first layer (the release: 64); they reach 4 x width
     blocks: int = 6  # residual blocks (the release: 9 at 256 px, 6 at 128)
+    # stride-2 stages before the blocks, and as many transposed ones after (the release: 2);
+    # fewer keep the generators' changes local, which suits small images
+    downsamplings: int = 2
     d_width: int = 32  # discriminators' first layer (the release: 64)
     d_layers: int = 0  # stride-2 layers of the PatchGAN; 0: as many as fit, up to 3
     cycle_weight: float = 10.0  # lambda of the cycle-consistency losses
@@ -256,6 +259,10 @@ class CycleganFamily(Family):
         require(m.output == "tanh", f"model.output={m.output}: model=cyclegan's output is tanh")
         for key in ("width", "blocks", "d_width"):
             require(m[key] >= 1, f"model.{key}={m[key]} must be at least 1")
+        require(
+            m.downsamplings >= 0,
+            f"model.downsamplings={m.downsamplings} must be >= 0 (the release: 2)",
+        )
         require(m.d_layers >= 0, f"model.d_layers={m.d_layers} must be >= 0 (0: as many as fit)")
         require(m.pool_size >= 0, f"model.pool_size={m.pool_size} must be >= 0 (0: no history)")
         for key in ("cycle_weight", "identity_weight"):
@@ -281,11 +288,11 @@ class CycleganFamily(Family):
 
     def build(self, cfg: DictConfig, info: DataInfo) -> CycleganModel:
         layers = d_layers(cfg, info.resolution)
-        check_sizes(info.resolution, layers)
+        check_sizes(info.resolution, layers, cfg.downsamplings)
         c = info.channels
         networks: dict[str, nn.Module] = {
-            "g_ab": ResnetGenerator(c, cfg.width, cfg.blocks),
-            "g_ba": ResnetGenerator(c, cfg.width, cfg.blocks),
+            "g_ab": ResnetGenerator(c, cfg.width, cfg.blocks, cfg.downsamplings),
+            "g_ba": ResnetGenerator(c, cfg.width, cfg.blocks, cfg.downsamplings),
             "d_a": PatchDiscriminator(c, cfg.d_width, layers),
             "d_b": PatchDiscriminator(c, cfg.d_width, layers),
         }

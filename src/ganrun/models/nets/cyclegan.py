@@ -46,9 +46,10 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """Image (N, C, H, W) in [-1, 1] -> image of the same shape; H and W divisible by 4."""
+    """Image (N, C, H, W) in [-1, 1] -> image of the same shape; H and W divisible by
+    2^``downsamplings`` (the release: 2 stride-2 stages, so by 4)."""
 
-    def __init__(self, channels: int, width: int, blocks: int) -> None:
+    def __init__(self, channels: int, width: int, blocks: int, downsamplings: int = 2) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -56,14 +57,17 @@ class ResnetGenerator(nn.Module):
             _norm(width),
             nn.ReLU(inplace=True),
         ]
-        for k in (1, 2):  # downsampling: width -> 2 width -> 4 width
+        for n in range(downsamplings):  # width -> 2 width -> 4 width ...
+            k = 2**n
             layers += [
                 nn.Conv2d(width * k, width * 2 * k, 3, stride=2, padding=1),
                 _norm(width * 2 * k),
                 nn.ReLU(inplace=True),
             ]
-        layers += [ResidualBlock(width * 4) for _ in range(blocks)]
-        for k in (4, 2):
+        inner = width * 2**downsamplings
+        layers += [ResidualBlock(inner) for _ in range(blocks)]
+        for n in reversed(range(downsamplings)):
+            k = 2 ** (n + 1)
             layers += [
                 nn.ConvTranspose2d(width * k, width * k // 2, 3, 2, padding=1, output_padding=1),
                 _norm(width * k // 2),
@@ -112,12 +116,13 @@ def patch_grid(resolution: int, layers: int) -> int:
     return size - 2
 
 
-def check_sizes(resolution: int, layers: int) -> None:
+def check_sizes(resolution: int, layers: int, downsamplings: int = 2) -> None:
     """Refuse, with the settings to change, sizes these networks cannot be built for."""
-    if resolution % 4:
+    if resolution % 2**downsamplings:
         raise GanrunError(
-            f"the CycleGAN generator halves data.resolution={resolution} twice and doubles it "
-            "back: it must be divisible by 4 (e.g. 16, 28, 32, 64)"
+            f"the CycleGAN generator halves data.resolution={resolution} "
+            f"model.downsamplings={downsamplings} times and doubles it back: it must be "
+            f"divisible by {2**downsamplings}"
         )
     if patch_grid(resolution, layers) < 1:
         fits = (
