@@ -168,12 +168,15 @@ def test_vae_mlp_parameter_count():
 
 # model=ae: tests/test_ae.py (its model.noise is the denoising corruption, not the latent's);
 # model=gmm, which has no latent: tests/test_gmm.py; model=ssgan, whose D gives class logits,
-# model=bigan, whose D takes pairs, and model=cyclegan, which translates images:
-# tests/test_ssgan.py, tests/test_bigan.py and tests/test_cyclegan.py.
+# model=bigan, whose D takes pairs, model=cyclegan, which translates images, and model=srresnet
+# and srgan, which upscale them: tests/test_ssgan.py, tests/test_bigan.py, tests/test_cyclegan.py
+# and tests/test_superres.py.
 @pytest.mark.parametrize(
     "model",
     [
-        *sorted(set(model_names()) - {"ae", "gmm", "ssgan", "bigan", "cyclegan"}),
+        *sorted(
+            set(model_names()) - {"ae", "gmm", "ssgan", "bigan", "cyclegan", "srresnet", "srgan"}
+        ),
         "dcgan-infogan",
         "wgan_gp-infogan",
         "vae-conv",
@@ -280,10 +283,14 @@ def test_vae_bounds_are_consistent():
 
 @pytest.mark.parametrize(
     "overrides",
-    # The Gaussian mixture has no networks to shrink (TINY's keys), the semi-supervised GAN and
-    # CycleGAN other ones: tests/test_gmm.py, tests/test_ssgan.py and tests/test_cyclegan.py
-    # run them.
-    [[f"model={m}"] for m in group_options("model") if m not in ("gmm", "ssgan", "cyclegan")]
+    # The Gaussian mixture has no networks to shrink (TINY's keys), the semi-supervised GAN,
+    # CycleGAN and the super-resolution models other ones: tests/test_gmm.py, test_ssgan.py,
+    # test_cyclegan.py and test_superres.py run them.
+    [
+        [f"model={m}"]
+        for m in group_options("model")
+        if m not in ("gmm", "ssgan", "cyclegan", "srresnet", "srgan")
+    ]
     + [
         ["model=dcgan", "model.conditional=true", "model.ema_decay=0.9"],
         ["model=gan", "data=ring", "data.num_points=2000", "data.valid_size=200"],

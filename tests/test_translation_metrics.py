@@ -106,9 +106,9 @@ def test_a_model_that_changes_nothing_scores_its_baseline(trained):
     assert values["cycle_error_a"] == values["cycle_error_b"] == 0
 
 
-def test_translation_examples_draws_a_seeded_subset(trained):
+def test_test_examples_draws_a_seeded_subset(trained):
     snapshot = restore(trained, CPU)
-    cfg = _eval_config(metrics=["translation_acc", "cycle_error"], translation_examples=40)
+    cfg = _eval_config(metrics=["translation_acc", "cycle_error"], test_examples=40)
     first = scoring.score(scoring.plan(snapshot, cfg, CPU), cfg)
     again = scoring.score(scoring.plan(snapshot, cfg, CPU), cfg)
     assert first["metrics"] == again["metrics"]
@@ -117,7 +117,7 @@ def test_translation_examples_draws_a_seeded_subset(trained):
 
 
 def test_too_few_images_for_fid_is_a_one_line_error(cli, tmp_path, trained):
-    args = [f"checkpoint={trained}", "eval=translation", "eval.translation_examples=50"]
+    args = [f"checkpoint={trained}", "eval=translation", "eval.test_examples=50"]
     assert_one_line_error(
         cli("eval", *args, "device=cpu", cwd=tmp_path), "translation_fid needs at least 128"
     )
@@ -179,5 +179,5 @@ def test_sample_input_needs_a_translation_model(cli, tmp_path):
     assert cli("train", *TINY, "data=digits", "hydra.run.dir=g", cwd=tmp_path)[0] == 0
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "x.png")
     result = cli("sample", "checkpoint=g/checkpoints/last.pt", "input=x.png", cwd=tmp_path)
-    assert_one_line_error(result, "does not translate images")
+    assert_one_line_error(result, "neither translates nor upscales images")
     assert not (tmp_path / "g/generated").exists()

@@ -5,11 +5,12 @@ rows), ``sample.interpolate=true`` for strips that walk the latent space between
 ``sample.format=npz`` for the raw samples (uint8, NHWC, as FID tools and numpy code expect),
 ``sample.prior=<name>`` to draw from another of the model's priors than its config chose,
 ``sample.reconstruct=true`` for held-out images above their reconstructions; a translation model
-(model=cyclegan) shows test images of each domain above their translations and back, and with
-``input=<folder> out=<folder>`` translates one's own images (``sample.direction=ab|ba``), one
-file each. The model is rebuilt from the checkpoint's own config
-(:func:`ganrun.runs.checkpoint.restore`) and its family draws the samples. Output goes to
-``<run>/generated/`` unless ``out=`` names a file (a folder, with ``input=``).
+(model=cyclegan) shows test images of each domain above their translations and back, a
+super-resolution model (srresnet, srgan) test images at low resolution, bicubic, its own and the
+original; with ``input=<folder> out=<folder>`` either converts one's own images, one file each.
+The model is rebuilt from the checkpoint's own config (:func:`ganrun.runs.checkpoint.restore`)
+and its family draws the samples. Output goes to ``<run>/generated/`` unless ``out=`` names a
+file (a folder, with ``input=``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def _check_input(cfg: DictConfig) -> None:
         raise GanrunError(f"input={cfg.input} does not exist; give a folder of images or an image")
     if s.reconstruct or s.interpolate:
         raise GanrunError(
-            "input= translates the given images; drop sample.reconstruct and sample.interpolate"
+            "input= converts the given images; drop sample.reconstruct and sample.interpolate"
         )
     if cfg.out is not None and Path(cfg.out).expanduser().is_file():
         raise GanrunError(f"out={cfg.out} is a file; with input= it names the folder to write to")
@@ -115,6 +116,11 @@ def held_out(split: Any, n: int, seed: int) -> torch.Tensor:
     return split.scaled(split.pixels(pick.sort().values)).float()
 
 
+def _held_out_split(data: Any) -> Any:
+    """The split held-out images come from: test, else valid, else train."""
+    return next(data.splits[name] for name in ("test", "valid", "train") if name in data.splits)
+
+
 def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Drawn:
     """``n`` held-out images drawn by ``seed`` and their reconstructions, in rows: each row of
     originals above the same images reconstructed."""
@@ -124,8 +130,7 @@ def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> D
             f"model={model.cfg.name} does not reconstruct images; drop sample.reconstruct=true "
             "(models that encode do: vae, ae, bigan)"
         )
-    split = next(data.splits[name] for name in ("test", "valid", "train") if name in data.splits)
-    x = held_out(split, n, seed)
+    x = held_out(_held_out_split(data), n, seed)
     n = len(x)
     out = torch.cat([model.reconstruct(x[i : i + batch_size]) for i in range(0, n, batch_size)])
     per_row = default_nrow(n)
@@ -190,45 +195,62 @@ def _outputs(files: list[Path], root: Path, out: Path) -> list[Path]:
     return outputs
 
 
-def translate_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Path:
-    """``input=``: each image brought to the model's resolution and channels as data=folder
-    brings them, translated in ``sample.direction``, written as one PNG."""
+def _write_png(image: torch.Tensor, path: Path, value_range: tuple[float, float]) -> None:
+    """One image (C, H, W) in ``value_range`` as a PNG file."""
     from PIL import Image
 
-    from ganrun.data.folder import load_image
+    array = to_uint8(image[None], value_range)[0].permute(1, 2, 0).numpy()
+    array = array[..., 0] if array.shape[-1] == 1 else array
+    atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
+
+
+def convert_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Path:
+    """``input=``: a translation model takes each image, brought to its resolution and channels
+    as data=folder brings them, in ``sample.direction``; a super-resolution model takes each at
+    its own size (channels converted) and returns it ``model.scale`` times larger. One PNG each."""
+    from ganrun.data import convert_channels
+    from ganrun.data.folder import decode, load_image
     from ganrun.data.translation import B_SPLITS
 
-    model, data, s = snapshot.model, snapshot.data, cfg.sample
-    if "translate" not in model.provides:
+    model, data, s, info = snapshot.model, snapshot.data, cfg.sample, snapshot.data.info
+    translates = "translate" in model.provides
+    if not translates and "upscale" not in model.provides:
         raise GanrunError(
-            f"model={model.cfg.name} does not translate images; input= needs a translation "
-            "model (model=cyclegan)"
+            f"model={model.cfg.name} neither translates nor upscales images; input= needs "
+            "model=cyclegan, srresnet or srgan"
+        )
+    if not translates and s.direction != "ab":
+        raise GanrunError(
+            f"sample.direction={s.direction} is for translation models; model="
+            f"{model.cfg.name} only upscales: drop it"
         )
     source = Path(cfg.input).expanduser()
     files, root = _input_files(source)
-    out = (
-        Path(cfg.out).expanduser()
-        if cfg.out
-        else run_dir_of(checkpoint) / GENERATED / f"{checkpoint.stem}_{s.direction}_{source.stem}"
-    )
+    kind = s.direction if translates else f"x{model.scale}"
+    default = run_dir_of(checkpoint) / GENERATED / f"{checkpoint.stem}_{kind}_{source.stem}"
+    out = Path(cfg.out).expanduser() if cfg.out else default
     check_writable(out, "choose another out=")
     outputs = _outputs(files, root, out)
-    info = data.info
     split = data.split("test" if s.direction == "ab" else B_SPLITS["test"])
-    mode = "L" if info.channels == 1 else "RGB"
-    for begin in range(0, len(files), s.batch_size):
-        batch = files[begin : begin + s.batch_size]
-        pixels = torch.stack([load_image(f, info.resolution, mode) for f in batch])
-        translated = model.translate(split.scaled(pixels), s.direction)
-        images = to_uint8(translated, info.value_range).permute(0, 2, 3, 1).numpy()
-        for image, target in zip(images, outputs[begin : begin + s.batch_size], strict=True):
-            array = image[..., 0] if image.shape[-1] == 1 else image
-            atomic_write(target, lambda f, a=array: Image.fromarray(a).save(f, format="PNG"))
-    domains = info.extra.get("domains", {"a": "A", "b": "B"})
-    there, to = (domains[side] for side in s.direction)
+    if translates:
+        mode = "L" if info.channels == 1 else "RGB"
+        for begin in range(0, len(files), s.batch_size):
+            batch = files[begin : begin + s.batch_size]
+            pixels = torch.stack([load_image(f, info.resolution, mode) for f in batch])
+            translated = model.translate(split.scaled(pixels), s.direction)
+            for image, target in zip(translated, outputs[begin : begin + len(batch)], strict=True):
+                _write_png(image, target, info.value_range)
+        domains = info.extra.get("domains", {"a": "A", "b": "B"})
+        there, to = (domains[side] for side in s.direction)
+        what = f"translated from {there} to {to} at {info.resolution}x{info.resolution}"
+    else:  # any size: each image alone
+        for path, target in zip(files, outputs, strict=True):
+            pixels = convert_channels(decode(path)[None], info.channels)
+            _write_png(model.upscale(split.scaled(pixels))[0], target, info.value_range)
+        what = f"upscaled {model.scale}x"
     print(
-        f"ganrun: {len(files)} image(s) of {source} translated from {there} to {to} at "
-        f"{info.resolution}x{info.resolution} by {checkpoint} (step {snapshot.step}) -> {out}",
+        f"ganrun: {len(files)} image(s) of {source} {what} by {checkpoint} (step "
+        f"{snapshot.step}) -> {out}",
         flush=True,
     )
     return out
@@ -241,7 +263,7 @@ def run(cfg: DictConfig) -> Path:
         configure_threads()
     checkpoint = Path(cfg.checkpoint).expanduser()
     if cfg.input is not None:
-        return translate_folder(cfg, restore(checkpoint, device, cfg.data_root), checkpoint)
+        return convert_folder(cfg, restore(checkpoint, device, cfg.data_root), checkpoint)
     out = Path(cfg.out).expanduser() if cfg.out else default_out(checkpoint, cfg)
     check_writable(out.parent, "choose another out=")
     snapshot = restore(checkpoint, device, cfg.data_root)
@@ -254,6 +276,9 @@ def run(cfg: DictConfig) -> Path:
         drawn = model.interpolate(cfg.n, s.steps, s.seed, s.batch_size)
     elif "translate" in model.provides:  # no prior to draw from: it shows what it does
         drawn = translations(snapshot, cfg.n, s.seed, s.batch_size)
+    elif "upscale" in model.provides:
+        originals = held_out(_held_out_split(snapshot.data), cfg.n, s.seed)
+        drawn = model.comparisons(originals, s.batch_size)
     else:
         drawn = model.sample(cfg.n, s.seed, s.batch_size)
     value_range = snapshot.data.info.value_range

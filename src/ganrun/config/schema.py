@@ -211,9 +211,9 @@ class EvalConfig:
     # (output: its code or E(x); penultimate: the hidden layer before it); auto: the model's own
     # choice, the first it offers
     features: str = "auto"
-    # translation_acc / translation_fid / cycle_error: test images of each domain translated,
-    # drawn by eval.seed; 0 = every test image
-    translation_examples: int = 0
+    # The image-to-image metrics (translation_*, cycle_error; psnr, ssim, sr_*): test images
+    # scored (of each domain), drawn by eval.seed; 0 = every test image
+    test_examples: int = 0
 
 
 @dataclass

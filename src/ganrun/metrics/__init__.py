@@ -29,7 +29,14 @@ import torch
 
 from ganrun import theory
 from ganrun.errors import GanrunError
-from ganrun.metrics import fidelity, likelihood, parzen, representation, translation
+from ganrun.metrics import (
+    fidelity,
+    likelihood,
+    parzen,
+    representation,
+    superres,
+    translation,
+)
 from ganrun.metrics.classifier import FEATURES
 from ganrun.metrics.context import EvalContext, as_unit_interval
 from ganrun.metrics.mixtures import mixture_stats
@@ -80,6 +87,7 @@ _NEEDS = {
     "classifier": "classifier of the data's classes",
     "discriminator": "discriminator giving probabilities (a sigmoid D, unconditional)",
     "translate": "generators translating between two domains",
+    "upscale": "super-resolution generator",
 }
 _KINDS = {"image": "an image data set", "points": "point data (gauss1d, ring, grid)"}
 
@@ -567,18 +575,32 @@ METRICS: dict[str, Metric] = {
                                Column("translation_acc_ab_identity"),
                                Column("translation_acc_ba_identity")),
                               needs="translate", data="image", check=translation.check_labels,
-                              cached=True, draws="translation_examples"),
+                              cached=True, draws="test_examples"),
     "translation_fid": Metric(translation.fid,
                               (Column("translation_fid_ab", LOWER),
                                Column("translation_fid_ba", LOWER),
                                Column("translation_fid_ab_identity"),
                                Column("translation_fid_ba_identity")),
                               needs="translate", data="image", check=translation.check_fid,
-                              cached=True, draws="translation_examples"),
+                              cached=True, draws="test_examples"),
     "cycle_error": Metric(translation.cycle_error,
                           (Column("cycle_error_a", LOWER), Column("cycle_error_b", LOWER)),
                           needs="translate", data="image", check=translation.check_cycle,
-                          draws="translation_examples"),
+                          draws="test_examples"),
+    # Super-resolved test images; bicubic_*: bicubic upscaling of the same inputs.
+    "psnr": Metric(superres.psnr, (Column("psnr", HIGHER), Column("bicubic_psnr")),
+                   needs="upscale", data="image", check=superres.check_images,
+                   draws="test_examples"),
+    "ssim": Metric(superres.ssim, (Column("ssim", HIGHER), Column("bicubic_ssim")),
+                   needs="upscale", data="image", check=superres.check_images,
+                   draws="test_examples"),
+    "sr_acc": Metric(superres.accuracy,
+                     (Column("sr_acc", HIGHER), Column("bicubic_sr_acc"), Column("hr_acc")),
+                     needs="upscale", data="image", check=superres.check_labels, cached=True,
+                     draws="test_examples"),
+    "sr_fid": Metric(superres.fid, (Column("sr_fid", LOWER), Column("bicubic_sr_fid")),
+                     needs="upscale", data="image", check=superres.check_fid, cached=True,
+                     draws="test_examples"),
     "modes": Metric(_modes, (Column("modes_covered", HIGHER), Column("high_quality", HIGHER),
                              Column("num_modes"), Column("mode_kl", LOWER)), data="points"),
 }

@@ -67,6 +67,22 @@ class EvalContext:
     def split(self, name: str) -> Any:
         return self.data.split(name)
 
+    def test_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A split's images for the image-to-image metrics: all, or ``eval.test_examples`` of
+        them drawn by ``eval.seed``; scaled as the model sees them, on the CPU, with their
+        labels (None where the split has none)."""
+        data = self.split(split)
+        n = self.cfg.test_examples
+        index = None
+        if 0 < n < len(data):
+            gen = torch.Generator().manual_seed(self.cfg.seed)
+            index = torch.randperm(len(data), generator=gen)[:n].sort().values
+        x = data.scaled(data.pixels(index)).float().cpu()
+        labels = data.labels
+        if labels is not None:
+            labels = labels.cpu() if index is None else labels.cpu()[index]
+        return x, labels
+
     def reference_set(self) -> ImageSet | None:
         """``eval.reference``'s images, read and checked once; None: the data set's
         ``eval.reference_split`` is the reference."""

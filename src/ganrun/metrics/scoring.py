@@ -52,7 +52,7 @@ def check_eval_config(e: DictConfig) -> None:
     ):
         if e[key] < 1:
             raise GanrunError(f"eval.{key}={e[key]} must be at least 1")
-    for key in ("num_real", "likelihood_examples", "translation_examples"):
+    for key in ("num_real", "likelihood_examples", "test_examples"):
         if e[key] < 0:
             raise GanrunError(f"eval.{key}={e[key]} must be non-negative (0 = all)")
     if e.seed < 0:

@@ -43,22 +43,6 @@ class Translated:
     out: torch.Tensor  # their translations, on the CPU
 
 
-def test_images(ctx: EvalContext, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A split's test images (all, or ``eval.translation_examples`` of them drawn by
-    ``eval.seed``), scaled as the model sees them, with their labels."""
-    data = ctx.split(split)
-    n = ctx.cfg.translation_examples
-    index = None
-    if 0 < n < len(data):
-        gen = torch.Generator().manual_seed(ctx.cfg.seed)
-        index = torch.randperm(len(data), generator=gen)[:n].sort().values
-    x = data.scaled(data.pixels(index)).float().cpu()
-    labels = data.labels
-    if labels is not None:
-        labels = labels.cpu() if index is None else labels.cpu()[index]
-    return x, labels
-
-
 def _translate(ctx: EvalContext, x: torch.Tensor, direction: str) -> torch.Tensor:
     b = ctx.cfg.batch_size
     return torch.cat(
@@ -70,7 +54,7 @@ def translated(ctx: EvalContext, direction: str) -> Translated:
     """The direction's test images and their translations, computed once per checkpoint."""
 
     def compute() -> Translated:
-        x, labels = test_images(ctx, DIRECTIONS[direction][0])
+        x, labels = ctx.test_images(DIRECTIONS[direction][0])
         return Translated(x, labels, _translate(ctx, x, direction))
 
     return ctx.shared(f"translated_{direction}", compute)
@@ -115,7 +99,7 @@ def fid(ctx: EvalContext) -> tuple[Values, Values]:
     for direction, (_, target, domain) in DIRECTIONS.items():
         t = translated(ctx, direction)
         layer = ctx.extractor("cnn", domain).feature_layer
-        real, _ = test_images(ctx, target)
+        real, _ = ctx.test_images(target)
         reference = fidelity.fid_statistics(_classifier_outputs(ctx, real, domain)[layer])
         for name, images in ((direction, t.out), (f"{direction}_identity", t.source)):
             features = _classifier_outputs(ctx, images, domain)[layer]
@@ -165,13 +149,13 @@ def check_fid(ctx: EvalContext) -> None:
     dim = int(FEATURES)
     for split in ("test", "test_b"):
         available = len(ctx.split(split))
-        n = ctx.cfg.translation_examples
+        n = ctx.cfg.test_examples
         n = available if n == 0 else min(n, available)
         if n < dim:
             raise GanrunError(
                 f"translation_fid needs at least {dim} test images of each domain (the "
                 f"classifier's feature dimension; fewer make the covariance singular), the "
-                f"{split!r} split gives {n}; raise eval.translation_examples (0: all)"
+                f"{split!r} split gives {n}; raise eval.test_examples (0: all)"
             )
 
 

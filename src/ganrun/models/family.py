@@ -94,7 +94,9 @@ class Model(ABC):
     #: from one of :attr:`feature_layers`), "classifier" (``classify(x)``: logits of the data's
     #: classes), "translate" (``translate(x, direction)``: images of one domain of two-domain
     #: data in the other, direction "ab" or "ba"; ``round_trips(a, b, batch_size)``: the
-    #: :class:`Drawn` of images of both domains, translated and back).
+    #: :class:`Drawn` of images of both domains, translated and back), "upscale"
+    #: (``upscale(lr)``: low-resolution images ``scale`` times larger; ``low_resolution(hr)``,
+    #: ``comparisons(hr, batch_size)``: the :class:`Drawn` of inputs, baseline, output, original).
     provides: ClassVar[frozenset[str]] = frozenset()
     #: "features": the layers ``features`` offers (``eval.features``), each with what it is; the
     #: first is the default. "output": the model's own representation (a code, E(x));
@@ -169,6 +171,11 @@ class Model(ABC):
         their optimizers (:meth:`add_optimizer`; ``fused`` says whether Adam may run fused on
         this device), loss and step settings."""
         self.run_cfg = cfg
+
+    def start_from(self, networks: dict[str, dict[str, torch.Tensor]], source: str) -> None:
+        """``model.init_from=<checkpoint>``, for families whose schema has it: take the weights
+        of another run's ``networks`` (its checkpoint's, by name) before training starts."""
+        raise GanrunError(f"model={self.cfg.name} cannot start from another run's weights")
 
     def use_data(self, data: Data) -> None:  # noqa: B027 (most models need only their batches)
         """Before training starts, with every split: a model that trains on more than the

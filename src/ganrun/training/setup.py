@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError
 from ganrun.models import Family, Model, build_model, family_of
 from ganrun.models.optim import fused_for
+from ganrun.runs.checkpoint import load_checkpoint
 from ganrun.training.accelerate import accelerate
 
 
@@ -59,6 +61,9 @@ def build_setup(cfg: DictConfig) -> Setup:
         )
     family.check_data(cfg, data)
     model = build_model(cfg.model, data.info).to(device)
+    init_from = cfg.model.get("init_from")
+    if init_from:  # before the averages, which start from these weights (a resume loads over it)
+        model.start_from(load_checkpoint(Path(init_from).expanduser())["networks"], init_from)
     model.use_data(data)
     # The averages start as plain copies, before any speed setting wraps a network's forward.
     model.keep_averages(cfg.model.ema_decay)
