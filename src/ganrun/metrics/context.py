@@ -67,14 +67,18 @@ class EvalContext:
     def split(self, name: str) -> Any:
         return self.data.split(name)
 
+    def test_count(self, split: str) -> int:
+        """How many of a split's images :meth:`test_images` gives."""
+        available, n = len(self.split(split)), self.cfg.test_examples
+        return available if n == 0 else min(n, available)
+
     def test_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A split's images for the image-to-image metrics: all, or ``eval.test_examples`` of
         them drawn by ``eval.seed``; scaled as the model sees them, on the CPU, with their
         labels (None where the split has none)."""
         data = self.split(split)
-        n = self.cfg.test_examples
-        index = None
-        if 0 < n < len(data):
+        n, index = self.test_count(split), None
+        if n < len(data):
             gen = torch.Generator().manual_seed(self.cfg.seed)
             index = torch.randperm(len(data), generator=gen)[:n].sort().values
         x = data.scaled(data.pixels(index)).float().cpu()

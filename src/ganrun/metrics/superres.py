@@ -151,12 +151,6 @@ def fid(ctx: EvalContext) -> tuple[Values, Values]:
 
 
 # ------------------------------------------------------------------------------------ checks
-def _count(ctx: EvalContext) -> int:
-    available = len(ctx.split("test"))
-    n = ctx.cfg.test_examples
-    return available if n == 0 else min(n, available)
-
-
 def check_images(ctx: EvalContext) -> None:
     ctx.require_split("test", "psnr and ssim")
     side = ctx.info.resolution - 2 * ctx.model.scale
@@ -179,9 +173,10 @@ def check_labels(ctx: EvalContext) -> None:
 
 def check_fid(ctx: EvalContext) -> None:
     check_labels(ctx)
-    if _count(ctx) < int(FEATURES):
+    n = ctx.test_count("test")
+    if n < int(FEATURES):
         raise GanrunError(
             f"sr_fid needs at least {FEATURES} test images (the classifier's feature dimension; "
-            f"fewer make the covariance singular), got {_count(ctx)}; raise eval.test_examples "
+            f"fewer make the covariance singular), got {n}; raise eval.test_examples "
             "(0: all)"
         )

@@ -148,9 +148,7 @@ def check_fid(ctx: EvalContext) -> None:
     check_labels(ctx)
     dim = int(FEATURES)
     for split in ("test", "test_b"):
-        available = len(ctx.split(split))
-        n = ctx.cfg.test_examples
-        n = available if n == 0 else min(n, available)
+        n = ctx.test_count(split)
         if n < dim:
             raise GanrunError(
                 f"translation_fid needs at least {dim} test images of each domain (the "
