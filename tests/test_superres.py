@@ -19,7 +19,8 @@ from ganrun.cli import main
 from ganrun.config.schema import EvalConfig
 from ganrun.errors import GanrunError
 from ganrun.metrics import scoring
-from ganrun.metrics.superres import luma, upscaled
+from ganrun.metrics import superres as superres_metrics
+from ganrun.metrics.superres import Upscaled, luma, upscaled
 from ganrun.models.families import superres
 from ganrun.models.families.superres import VggContent, bicubic, downscale
 from ganrun.models.nets.srgan import SRDiscriminator, SRResNet, check_scale
@@ -249,6 +250,26 @@ def test_scores_against_the_bicubic_baseline(cli, tmp_path, trained):
     mse = ((luma(u.bicubic, 4) - luma(u.hr, 4)) ** 2).mean(dim=(1, 2, 3))
     assert values["bicubic_psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()))
     assert -1 <= values["ssim"] <= 1 and 0 <= values["sr_acc"] <= 1
+
+
+def test_psnr_and_ssim_of_known_images(trained):
+    """Flat gray images: PSNR is 10 log10(1 / d^2) for a difference d, and SSIM reduces to its
+    luminance term (2 a b + C1) / (a^2 + b^2 + C1), C1 = (0.01 x range)^2, since nothing varies."""
+    snapshot = restore(trained, CPU)
+    job = scoring.plan(snapshot, _eval_config(metrics=["psnr", "ssim"]), CPU)
+
+    def flat(value: int) -> torch.Tensor:
+        return torch.full((2, 1, 28, 28), value, dtype=torch.uint8)
+
+    job.ctx.shared("upscaled", lambda: Upscaled(flat(128), None, flat(64), flat(128)))
+    a, b = 128 / 255, 64 / 255
+    psnr, protocol = superres_metrics.psnr(job.ctx)
+    assert psnr["psnr"] == pytest.approx(10 * math.log10(1 / (a - b) ** 2))
+    assert psnr["bicubic_psnr"] == math.inf  # bicubic "recovered" the originals exactly
+    assert protocol["num_real"] == 2 and protocol["units"] == "dB"
+    ssim, _ = superres_metrics.ssim(job.ctx)
+    assert ssim["ssim"] == pytest.approx((2 * a * b + 1e-4) / (a * a + b * b + 1e-4), rel=1e-5)
+    assert ssim["bicubic_ssim"] == pytest.approx(1.0)
 
 
 def test_a_model_that_is_bicubic_scores_the_baseline(trained):
