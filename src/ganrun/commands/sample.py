@@ -231,7 +231,9 @@ def convert_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Pat
     out = Path(cfg.out).expanduser() if cfg.out else default
     check_writable(out, "choose another out=")
     outputs = _outputs(files, root, out)
-    split = data.split("test" if s.direction == "ab" else B_SPLITS["test"])
+    # Any split scales pixels alike, except that domain B's may differ from A's.
+    b_side = translates and s.direction == "ba"
+    split = data.split(B_SPLITS["test"]) if b_side else _held_out_split(data)
     if translates:
         mode = "L" if info.channels == 1 else "RGB"
         for begin in range(0, len(files), s.batch_size):
