@@ -244,10 +244,11 @@ def test_scores_against_the_bicubic_baseline(cli, tmp_path, trained):
     snapshot = restore(trained, CPU)
     job = scoring.plan(snapshot, _eval_config(), CPU)
     u = upscaled(job.ctx)
-    assert u.sr.dtype == torch.uint8 and u.sr.shape == (150, 1, 28, 28)
-    mse = ((luma(u.sr, 4) - luma(u.hr, 4)) ** 2).mean(dim=(1, 2, 3))
+    sr, hr, base = torch.cat(u.sr), torch.cat(u.hr), torch.cat(u.bicubic)
+    assert sr.dtype == torch.uint8 and sr.shape == (150, 1, 28, 28)
+    mse = ((luma(sr, 4) - luma(hr, 4)) ** 2).mean(dim=(1, 2, 3))
     assert values["psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), rel=1e-6)
-    mse = ((luma(u.bicubic, 4) - luma(u.hr, 4)) ** 2).mean(dim=(1, 2, 3))
+    mse = ((luma(base, 4) - luma(hr, 4)) ** 2).mean(dim=(1, 2, 3))
     assert values["bicubic_psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()))
     assert -1 <= values["ssim"] <= 1 and 0 <= values["sr_acc"] <= 1
 
@@ -261,7 +262,8 @@ def test_psnr_and_ssim_of_known_images(trained):
     def flat(value: int) -> torch.Tensor:
         return torch.full((2, 1, 28, 28), value, dtype=torch.uint8)
 
-    job.ctx.shared("upscaled", lambda: Upscaled(flat(128), None, flat(64), flat(128)))
+    flats = Upscaled([flat(128)], [flat(64)], [flat(128)], None, {"reference_split": "test"})
+    job.ctx.shared("upscaled", lambda: flats)
     a, b = 128 / 255, 64 / 255
     psnr, protocol = superres_metrics.psnr(job.ctx)
     assert psnr["psnr"] == pytest.approx(10 * math.log10(1 / (a - b) ** 2))
@@ -270,6 +272,40 @@ def test_psnr_and_ssim_of_known_images(trained):
     ssim, _ = superres_metrics.ssim(job.ctx)
     assert ssim["ssim"] == pytest.approx((2 * a * b + 1e-4) / (a * a + b * b + 1e-4), rel=1e-5)
     assert ssim["bicubic_ssim"] == pytest.approx(1.0)
+
+
+def test_sr_images_scores_a_folder_at_its_own_sizes(cli, tmp_path, trained):
+    """Set5-style: images of several sizes, each cropped to a multiple of the scale and scored
+    whole; PSNR again by hand for one of them."""
+    bench = tmp_path / "set"
+    bench.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)).save(bench / "a.png")
+    Image.fromarray(rng.integers(0, 256, (36, 36), dtype=np.uint8)).save(bench / "b.png")
+    args = [f"checkpoint={trained}", "eval.metrics=[psnr,ssim]", f"eval.sr_images={bench}"]
+    code, _, err = cli("eval", *args, "eval.name=set", cwd=tmp_path)
+    assert code == 0, err
+    saved = trained.parent.parent / "eval/last/metrics.json"
+    record = json.loads(saved.read_text())["results"]["set"]
+    protocol = record["protocol"]["psnr"]
+    assert protocol["num_real"] == 2 and protocol["reference_folder"] == str(bench)
+    assert len(protocol["reference_sha256"]) == 64 and "reference_split" not in protocol
+
+    snapshot = restore(trained, CPU)
+    cfg = _eval_config(metrics=["psnr"], sr_images=str(bench))
+    u = upscaled(scoring.plan(snapshot, cfg, CPU).ctx)
+    assert [tuple(x.shape) for x in u.hr] == [(1, 1, 28, 40), (1, 1, 36, 36)]
+    per_image = [
+        10 * torch.log10(1 / ((luma(sr, 4) - luma(hr, 4)) ** 2).mean())
+        for sr, hr in zip(u.sr, u.hr, strict=True)
+    ]
+    expected = float(sum(per_image) / 2)
+    assert record["metrics"]["psnr"] == pytest.approx(expected, rel=1e-6)
+
+    result = cli("eval", *args[:1], "eval=superres", f"eval.sr_images={bench}", cwd=tmp_path)
+    assert_one_line_error(result, "eval.sr_images has no labels", "eval.metrics=[psnr,ssim]")
+    Image.fromarray(np.zeros((12, 40), dtype=np.uint8)).save(bench / "small.png")
+    assert_one_line_error(cli("eval", *args, cwd=tmp_path), "small.png is 12x40", "too small")
 
 
 def test_a_model_that_is_bicubic_scores_the_baseline(trained):

@@ -214,6 +214,9 @@ class EvalConfig:
     # The image-to-image metrics (translation_*, cycle_error; psnr, ssim, sr_*): test images
     # scored (of each domain), drawn by eval.seed; 0 = every test image
     test_examples: int = 0
+    # psnr / ssim: a folder of high-resolution images (Set5, Set14, BSD100, ...) scored at their
+    # own sizes in place of the test split, each cropped to a multiple of model.scale
+    sr_images: str | None = None
 
 
 @dataclass

@@ -97,6 +97,24 @@ def _read_folder(root: Path) -> ImageSet:
     return ImageSet(root, torch.stack(images), _sha256_of(files, root))
 
 
+def read_image_folder(root: Path, setting: str) -> tuple[list[Path], list[torch.Tensor], str]:
+    """Every image of a folder (sub-folders too) at its own size, uint8 (C, H, W): grayscale as
+    one channel, anything else as RGB; their files and the folder's sha256. ``setting`` names
+    the option that gave the folder, for errors."""
+    from ganrun.data.folder import EXTENSIONS, check_headers, decode, scan
+
+    root = Path(root).expanduser()
+    require(root.is_dir(), f"{setting}={root} is not a folder; give a folder of images")
+    files, _, _ = scan(root)
+    require(
+        bool(files),
+        f"{setting}={root} holds no images (looked for {', '.join(sorted(EXTENSIONS))}, also in "
+        "sub-folders)",
+    )
+    check_headers(files, root)
+    return files, [decode(f) for f in files], _sha256_of(files, root)
+
+
 def _shape(image: torch.Tensor) -> str:
     c, h, w = image.shape
     return f"{h}x{w} {'grayscale' if c == 1 else 'RGB'}"

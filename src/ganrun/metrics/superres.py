@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,30 +36,78 @@ Values = dict[str, Any]
 
 @dataclass(frozen=True)
 class Upscaled:
-    """Test images as uint8 (N, C, H, W): the originals, the model's and bicubic's."""
+    """Images as uint8 batches of one size each (N, C, H, W): the originals, the model's and
+    bicubic's. The test split comes in batches of ``eval.batch_size``; a folder of images
+    (``eval.sr_images``) one image a batch, each at its own size."""
 
-    hr: torch.Tensor
-    labels: torch.Tensor | None
-    sr: torch.Tensor
-    bicubic: torch.Tensor
+    hr: list[torch.Tensor]
+    sr: list[torch.Tensor]
+    bicubic: list[torch.Tensor]
+    labels: torch.Tensor | None  # the test split's classes
+    source: dict[str, Any]  # what the records say was scored
+
+    @property
+    def count(self) -> int:
+        return sum(len(batch) for batch in self.hr)
+
+
+def sr_images(ctx: EvalContext) -> tuple[list[torch.Tensor], dict[str, Any]]:
+    """``eval.sr_images``' images, read once: each in the model's channels and value range,
+    cropped at the bottom and right to a multiple of ``model.scale`` (as the benchmarks'
+    "modcrop" does), with what the records say of the folder."""
+
+    def read() -> tuple[list[torch.Tensor], dict[str, Any]]:
+        from ganrun.data import convert_channels
+        from ganrun.data.external import read_image_folder
+
+        files, images, sha256 = read_image_folder(Path(ctx.cfg.sr_images), "eval.sr_images")
+        split = next(ctx.data.splits[n] for n in ("test", "valid", "train") if n in ctx.data.splits)
+        scale, out = ctx.model.scale, []
+        for path, image in zip(files, images, strict=True):
+            h, w = (side - side % scale for side in image.shape[-2:])
+            if min(h, w) < 2 * scale + SSIM_WINDOW:
+                raise GanrunError(
+                    f"{path} is {image.shape[-2]}x{image.shape[-1]}: too small to score at "
+                    f"{scale}x (SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window after {scale} border "
+                    f"pixels are cropped); remove it from eval.sr_images"
+                )
+            pixels = convert_channels(image[None, :, :h, :w], ctx.info.channels)
+            out.append(split.scaled(pixels))
+        source = {
+            "reference_folder": str(Path(ctx.cfg.sr_images).expanduser()),
+            "reference_sha256": sha256,
+            "crop": f"bottom and right to a multiple of {scale}",
+        }
+        return out, source
+
+    return ctx.shared("sr_images", read)
 
 
 def upscaled(ctx: EvalContext) -> Upscaled:
-    """The test images, downscaled and brought back by the model and by bicubic, once per
-    checkpoint."""
+    """The test images (or ``eval.sr_images``), downscaled and brought back by the model and
+    by bicubic, once per checkpoint."""
 
     def compute() -> Upscaled:
         from ganrun.models.families.superres import bicubic
 
-        model, b = ctx.model, ctx.cfg.batch_size
-        hr, labels = ctx.test_images("test")
-        sr, base = [], []
-        for i in range(0, len(hr), b):
-            lr = model.low_resolution(hr[i : i + b].to(ctx.device))
-            sr.append(model.upscale(lr).cpu())
-            base.append(bicubic(lr, model.scale, ctx.info.value_range).cpu())
-        as_uint8 = [to_uint8(x, ctx.info.value_range) for x in (hr, torch.cat(sr), torch.cat(base))]
-        return Upscaled(as_uint8[0], labels, as_uint8[1], as_uint8[2])
+        model, b, value_range = ctx.model, ctx.cfg.batch_size, ctx.info.value_range
+        labels = None
+        if ctx.cfg.sr_images:
+            batches, source = sr_images(ctx)
+        else:
+            hr, labels = ctx.test_images("test")
+            batches = [hr[i : i + b] for i in range(0, len(hr), b)]
+            source = {"reference_split": "test"}
+        out: dict[str, list[torch.Tensor]] = {"hr": [], "sr": [], "bicubic": []}
+        for hr in batches:
+            lr = model.low_resolution(hr.to(ctx.device))
+            for name, images in (
+                ("hr", hr),
+                ("sr", model.upscale(lr)),
+                ("bicubic", bicubic(lr, model.scale, value_range)),
+            ):
+                out[name].append(to_uint8(images, value_range))
+        return Upscaled(**out, labels=labels, source=source)
 
     return ctx.shared("upscaled", compute)
 
@@ -74,10 +123,11 @@ def luma(pixels: torch.Tensor, border: int) -> torch.Tensor:
 
 
 def _protocol(ctx: EvalContext, what: str) -> Values:
+    u = upscaled(ctx)
     return {
         "metric_library": what,
-        "reference_split": "test",
-        "num_real": len(upscaled(ctx).hr),
+        **u.source,
+        "num_real": u.count,
         "scale": ctx.model.scale,
         "low_resolution": "bicubic downsampling with antialiasing (torch)",
         "baseline": "bicubic upscaling of the same low-resolution images (torch)",
@@ -86,15 +136,17 @@ def _protocol(ctx: EvalContext, what: str) -> Values:
 
 
 def _compared(ctx: EvalContext, measure: Any, name: str) -> tuple[Values, Values]:
+    """``measure(a, b)`` -> per-image values, of the model's images and of bicubic's against
+    the originals, averaged over the images."""
     u, border = upscaled(ctx), ctx.model.scale
-    target = luma(u.hr, border)
-    values = {
-        name: float(measure(luma(u.sr, border), target)),
-        f"bicubic_{name}": float(measure(luma(u.bicubic, border), target)),
-    }
+    values = {}
+    for key, images in ((name, u.sr), (f"bicubic_{name}", u.bicubic)):
+        pairs = zip(images, u.hr, strict=True)
+        per_image = [measure(luma(mine, border), luma(hr, border)) for mine, hr in pairs]
+        values[key] = float(torch.cat(per_image).mean())
     protocol = {
         **_protocol(ctx, f"torchmetrics {version('torchmetrics')}"),
-        "compared": "Y of YCbCr (BT.601, 16-235)" if u.hr.shape[1] == 3 else "pixels",
+        "compared": "Y of YCbCr (BT.601, 16-235)" if u.hr[0].shape[1] == 3 else "pixels",
         "border_cropped": border,
         "data_range": 1.0,
         "per_image": "computed per image, then averaged",
@@ -106,7 +158,7 @@ def psnr(ctx: EvalContext) -> tuple[Values, Values]:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     def measure(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return peak_signal_noise_ratio(a, b, data_range=1.0, dim=(1, 2, 3))
+        return peak_signal_noise_ratio(a, b, data_range=1.0, dim=(1, 2, 3), reduction="none")
 
     values, protocol = _compared(ctx, measure, "psnr")
     return values, {**protocol, "units": "dB"}
@@ -116,7 +168,7 @@ def ssim(ctx: EvalContext) -> tuple[Values, Values]:
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     def measure(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return structural_similarity_index_measure(a, b, data_range=1.0)
+        return structural_similarity_index_measure(a, b, data_range=1.0, reduction="none")
 
     values, protocol = _compared(ctx, measure, "ssim")
     return values, {**protocol, "window": f"Gaussian {SSIM_WINDOW}x{SSIM_WINDOW}, sigma 1.5"}
@@ -135,24 +187,27 @@ def accuracy(ctx: EvalContext) -> tuple[Values, Values]:
     u, layer = upscaled(ctx), ctx.extractor("cnn").logits_layer
     values = {}
     for name, pixels in (("sr_acc", u.sr), ("bicubic_sr_acc", u.bicubic), ("hr_acc", u.hr)):
-        logits = _classifier_outputs(ctx, pixels)[layer]
+        logits = _classifier_outputs(ctx, torch.cat(pixels))[layer]
         values[name] = float((logits.argmax(1) == u.labels).float().mean())
     return values, _classifier_protocol(ctx)
 
 
 def fid(ctx: EvalContext) -> tuple[Values, Values]:
     u, layer = upscaled(ctx), ctx.extractor("cnn").feature_layer
-    reference = fidelity.fid_statistics(_classifier_outputs(ctx, u.hr)[layer])
+    reference = fidelity.fid_statistics(_classifier_outputs(ctx, torch.cat(u.hr))[layer])
     values = {}
     for name, pixels in (("sr_fid", u.sr), ("bicubic_sr_fid", u.bicubic)):
-        stats = fidelity.fid_statistics(_classifier_outputs(ctx, pixels)[layer])
+        stats = fidelity.fid_statistics(_classifier_outputs(ctx, torch.cat(pixels))[layer])
         values[name] = fidelity.fid(stats, reference)
     return values, {**_classifier_protocol(ctx), "reference": "the original test images"}
 
 
 # ------------------------------------------------------------------------------------ checks
 def check_images(ctx: EvalContext) -> None:
-    ctx.require_split("test", "psnr and ssim")
+    if ctx.cfg.sr_images:
+        sr_images(ctx)  # read and checked now, before anything is scored
+        return
+    ctx.require_split("test", "psnr and ssim (or give eval.sr_images=<folder>)")
     side = ctx.info.resolution - 2 * ctx.model.scale
     if side < SSIM_WINDOW:
         raise GanrunError(
@@ -163,6 +218,11 @@ def check_images(ctx: EvalContext) -> None:
 
 
 def check_labels(ctx: EvalContext) -> None:
+    if ctx.cfg.sr_images:
+        raise GanrunError(
+            "sr_acc and sr_fid score the test split with its classifier; eval.sr_images has no "
+            "labels: score it with eval.metrics=[psnr,ssim]"
+        )
     ctx.require_split("test", "sr_acc and sr_fid")
     if ctx.info.num_classes == 0:
         raise GanrunError(
