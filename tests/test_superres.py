@@ -390,3 +390,8 @@ def test_content_loss_falls_on_real_digits(cli, tmp_path):
 
 def test_family_has_its_own_statistics():
     assert [s.name for s in superres.FAMILY.statistics] == ["content"]
+
+
+def test_the_srgan_preset_needs_the_srresnet_it_starts_from(cli, tmp_path):
+    result = cli("train", "experiment=srgan_mnist", "device=cpu", cwd=tmp_path)
+    assert_one_line_error(result, "model.init_from")
