@@ -237,6 +237,19 @@ def _unset_data_error(command: str, rest: list[str]) -> str | None:
     )
 
 
+def _refusal_behind(exc: BaseException) -> GanrunError | None:
+    """The GanrunError a resolver (``${ganrun_required:...}``) raised, which OmegaConf wraps in
+    its own errors; None when there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, GanrunError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _config_error(exc: BaseException, usage: str) -> str:
     """One line for a config the schemas or an interpolation rejected."""
     message = _one_line(exc)
@@ -265,7 +278,10 @@ def _run_hydra(config_name: str, run: Callable[[Any], Any], argv: list[str], deb
             # file, which submitit writes only for an Exception.
             if debug or os.environ.get("SUBMITIT_EXECUTOR"):
                 raise
-            if not isinstance(exc, GanrunError):  # a `${...}` that fails once the job reads it
+            behind = _refusal_behind(exc)
+            if behind is not None:  # a resolver's own refusal says it all
+                exc = behind
+            elif not isinstance(exc, GanrunError):  # a `${...}` that fails once the job reads it
                 exc = GanrunError(_config_error(exc, argv[0]))
             raise _UserError(exc) from exc
 

@@ -52,6 +52,19 @@ if not OmegaConf.has_resolver("ganrun_floordiv"):
     OmegaConf.register_new_resolver("ganrun_floordiv", lambda a, b: int(a) // int(b))
 
 
+def required(key: str, why: str) -> None:
+    """``${ganrun_required:<key>,<why>}``: a setting a preset cannot fill in for the user (the
+    checkpoint it starts from). OmegaConf's own ``???`` cannot say so: merging it onto a default
+    keeps the default. Read only when the command line left the interpolation in place."""
+    from ganrun.errors import GanrunError
+
+    raise GanrunError(f"{why}: set {key}=...")
+
+
+if not OmegaConf.has_resolver("ganrun_required"):
+    OmegaConf.register_new_resolver("ganrun_required", required)
+
+
 @dataclass
 class TrainConfig:
     steps: int = 2000  # generator (or, for a VAE, optimizer) steps
