@@ -87,7 +87,12 @@ def test_format1_checkpoint_resumes_to_the_old_versions_weights(cli, tmp_path, n
     new = checkpoint_tensors(tmp_path / "cont/checkpoints/last.pt")
     assert old.keys() == new.keys() and old
     for key in old:
-        assert torch.equal(old[key], new[key]), key
+        # Bit for bit on the kind of CPU the fixture was trained on; elsewhere (an AMD EPYC
+        # against the Intel Xeon of the fixture) the BLAS and oneDNN kernels split sums
+        # differently and the last bits move (1.9e-9 seen after 3 steps). A resume that lost any
+        # state (the optimizer's, the noise, the data order) moves weights by about lr x grad,
+        # far beyond this tolerance.
+        assert torch.allclose(old[key], new[key], rtol=1e-5, atol=1e-7), key
 
 
 def test_format1_run_continues_with_resume_auto(cli, tmp_path):

@@ -61,7 +61,10 @@ def build_setup(cfg: DictConfig) -> Setup:
         )
     family.check_data(cfg, data)
     model = build_model(cfg.model, data.info).to(device)
-    init_from = cfg.model.get("init_from")
+    # Looked up in keys(): on a schema without the key, .get() and `in` raise and catch inside
+    # OmegaConf, and that traceback's cycle would keep this frame (and the trainer built after
+    # it) alive until the cyclic garbage collector runs.
+    init_from = cfg.model.init_from if "init_from" in cfg.model.keys() else None  # noqa: SIM118
     if init_from:  # before the averages, which start from these weights (a resume loads over it)
         model.start_from(load_checkpoint(Path(init_from).expanduser())["networks"], init_from)
     model.use_data(data)
