@@ -77,9 +77,20 @@ def save_grid(
 ) -> Path:
     """Write images (N, C, H, W) in ``value_range`` as one PNG grid, ``nrow`` images per row,
     enlarged to at least ``min_width`` pixels wide (:func:`enlarged`)."""
+    return _write_png(enlarged(grid_image(images, value_range, nrow), min_width), path)
+
+
+def save_image(image: torch.Tensor, path: str | Path, value_range: tuple[float, float]) -> Path:
+    """Write one image (C, H, W) in ``value_range`` as a PNG file: grayscale stays one channel."""
+    return _write_png(to_uint8(image[None], value_range)[0], path)
+
+
+def _write_png(pixels: torch.Tensor, path: str | Path) -> Path:
+    """uint8 (1 | 3, H, W) -> a PNG file, written atomically."""
     from PIL import Image
 
-    array = enlarged(grid_image(images, value_range, nrow), min_width).permute(1, 2, 0).numpy()
+    array = pixels.permute(1, 2, 0).numpy()
+    array = array[..., 0] if array.shape[-1] == 1 else array
     return atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
 
 

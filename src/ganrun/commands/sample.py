@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from ganrun.devices import configure_threads, resolve_device
 from ganrun.errors import GanrunError, require_one_of
-from ganrun.images import default_nrow, save_grid, to_uint8
+from ganrun.images import default_nrow, save_grid, save_image, to_uint8
 from ganrun.models.family import Drawn
 from ganrun.runs.checkpoint import Snapshot, restore
 from ganrun.runs.files import atomic_write, check_writable
@@ -116,11 +116,6 @@ def held_out(split: Any, n: int, seed: int) -> torch.Tensor:
     return split.scaled(split.pixels(pick.sort().values)).float()
 
 
-def _held_out_split(data: Any) -> Any:
-    """The split held-out images come from: test, else valid, else train."""
-    return next(data.splits[name] for name in ("test", "valid", "train") if name in data.splits)
-
-
 def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Drawn:
     """``n`` held-out images drawn by ``seed`` and their reconstructions, in rows: each row of
     originals above the same images reconstructed."""
@@ -130,7 +125,7 @@ def reconstructions(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> D
             f"model={model.cfg.name} does not reconstruct images; drop sample.reconstruct=true "
             "(models that encode do: vae, ae, bigan)"
         )
-    x = held_out(_held_out_split(data), n, seed)
+    x = held_out(data.held_out, n, seed)
     n = len(x)
     out = torch.cat([model.reconstruct(x[i : i + batch_size]) for i in range(0, n, batch_size)])
     per_row = default_nrow(n)
@@ -157,23 +152,6 @@ def translations(snapshot: Snapshot, n: int, seed: int, batch_size: int) -> Draw
     return snapshot.model.round_trips(a, b, batch_size)
 
 
-def _input_files(source: Path) -> tuple[list[Path], Path]:
-    """The image files of ``input=`` and the folder their output names are relative to."""
-    from ganrun.data.folder import EXTENSIONS, check_headers, scan
-
-    if source.is_file():
-        files, root = [source], source.parent
-    else:
-        files, root = scan(source)[0], source
-    if not files:
-        raise GanrunError(
-            f"input={source} holds no images (looked for {', '.join(sorted(EXTENSIONS))}, also "
-            "in sub-folders)"
-        )
-    check_headers(files, root)
-    return files, root
-
-
 def _outputs(files: list[Path], root: Path, out: Path) -> list[Path]:
     """Where each input's result goes: its name under ``out``, as PNG. Refused before anything
     is written when that would overwrite a file, or put two results in one file."""
@@ -195,20 +173,12 @@ def _outputs(files: list[Path], root: Path, out: Path) -> list[Path]:
     return outputs
 
 
-def _write_png(image: torch.Tensor, path: Path, value_range: tuple[float, float]) -> None:
-    """One image (C, H, W) in ``value_range`` as a PNG file."""
-    from PIL import Image
-
-    array = to_uint8(image[None], value_range)[0].permute(1, 2, 0).numpy()
-    array = array[..., 0] if array.shape[-1] == 1 else array
-    atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
-
-
 def convert_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Path:
     """``input=``: a translation model takes each image, brought to its resolution and channels
     as data=folder brings them, in ``sample.direction``; a super-resolution model takes each at
     its own size (channels converted) and returns it ``model.scale`` times larger. One PNG each."""
     from ganrun.data import convert_channels
+    from ganrun.data.external import image_files
     from ganrun.data.folder import decode, load_image
     from ganrun.data.translation import B_SPLITS
 
@@ -225,7 +195,7 @@ def convert_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Pat
             f"{model.cfg.name} only upscales: drop it"
         )
     source = Path(cfg.input).expanduser()
-    files, root = _input_files(source)
+    files, root = image_files(source, "input")
     kind = s.direction if translates else f"x{model.scale}"
     default = run_dir_of(checkpoint) / GENERATED / f"{checkpoint.stem}_{kind}_{source.stem}"
     out = Path(cfg.out).expanduser() if cfg.out else default
@@ -233,7 +203,7 @@ def convert_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Pat
     outputs = _outputs(files, root, out)
     # Any split scales pixels alike, except that domain B's may differ from A's.
     b_side = translates and s.direction == "ba"
-    split = data.split(B_SPLITS["test"]) if b_side else _held_out_split(data)
+    split = data.split(B_SPLITS["test"]) if b_side else data.held_out
     if translates:
         mode = "L" if info.channels == 1 else "RGB"
         for begin in range(0, len(files), s.batch_size):
@@ -241,14 +211,14 @@ def convert_folder(cfg: DictConfig, snapshot: Snapshot, checkpoint: Path) -> Pat
             pixels = torch.stack([load_image(f, info.resolution, mode) for f in batch])
             translated = model.translate(split.scaled(pixels), s.direction)
             for image, target in zip(translated, outputs[begin : begin + len(batch)], strict=True):
-                _write_png(image, target, info.value_range)
+                save_image(image, target, info.value_range)
         domains = info.extra.get("domains", {"a": "A", "b": "B"})
         there, to = (domains[side] for side in s.direction)
         what = f"translated from {there} to {to} at {info.resolution}x{info.resolution}"
     else:  # any size: each image alone
         for path, target in zip(files, outputs, strict=True):
             pixels = convert_channels(decode(path)[None], info.channels)
-            _write_png(model.upscale(split.scaled(pixels))[0], target, info.value_range)
+            save_image(model.upscale(split.scaled(pixels))[0], target, info.value_range)
         what = f"upscaled {model.scale}x"
     print(
         f"ganrun: {len(files)} image(s) of {source} {what} by {checkpoint} (step "
@@ -279,7 +249,7 @@ def run(cfg: DictConfig) -> Path:
     elif "translate" in model.provides:  # no prior to draw from: it shows what it does
         drawn = translations(snapshot, cfg.n, s.seed, s.batch_size)
     elif "upscale" in model.provides:
-        originals = held_out(_held_out_split(snapshot.data), cfg.n, s.seed)
+        originals = held_out(snapshot.data.held_out, cfg.n, s.seed)
         drawn = model.comparisons(originals, s.batch_size)
     else:
         drawn = model.sample(cfg.n, s.seed, s.batch_size)

@@ -52,6 +52,11 @@ class Data:
     def train(self) -> Split:
         return self.split(self.train_split)
 
+    @property
+    def held_out(self) -> Split:
+        """Where held-out images come from: the test split, else valid, else train."""
+        return next(self.splits[n] for n in ("test", "valid", "train") if n in self.splits)
+
 
 DATASETS: dict[str, Callable[[DataConfig], RawData]] = {
     "digits": load_digits,

@@ -76,16 +76,26 @@ def _read_npz(path: Path) -> ImageSet:
     return ImageSet(path, pixels, _sha256_of([path]))
 
 
-def _read_folder(root: Path) -> ImageSet:
-    from ganrun.data.folder import EXTENSIONS, check_headers, decode, scan
+def image_files(path: Path, setting: str) -> tuple[list[Path], Path]:
+    """The image files of a folder (sub-folders too, hidden ones skipped, in name order), or one
+    image file, with the folder their names are relative to; every header checked. ``setting``
+    names the option that gave the path, for errors."""
+    from ganrun.data.folder import EXTENSIONS, check_headers, scan
 
-    files, _, _ = scan(root)
+    files, root = ([path], path.parent) if path.is_file() else (scan(path)[0], path)
     require(
         bool(files),
-        f"samples={root} holds no images (looked for {', '.join(sorted(EXTENSIONS))}, also in "
+        f"{setting}={path} holds no images (looked for {', '.join(sorted(EXTENSIONS))}, also in "
         "sub-folders)",
     )
     check_headers(files, root)
+    return files, root
+
+
+def _read_folder(root: Path) -> ImageSet:
+    from ganrun.data.folder import decode
+
+    files, _ = image_files(root, "samples")
     images = [decode(f) for f in files]
     first = images[0]
     for path, image in zip(files, images, strict=True):
@@ -101,17 +111,11 @@ def read_image_folder(root: Path, setting: str) -> tuple[list[Path], list[torch.
     """Every image of a folder (sub-folders too) at its own size, uint8 (C, H, W): grayscale as
     one channel, anything else as RGB; their files and the folder's sha256. ``setting`` names
     the option that gave the folder, for errors."""
-    from ganrun.data.folder import EXTENSIONS, check_headers, decode, scan
+    from ganrun.data.folder import decode
 
     root = Path(root).expanduser()
     require(root.is_dir(), f"{setting}={root} is not a folder; give a folder of images")
-    files, _, _ = scan(root)
-    require(
-        bool(files),
-        f"{setting}={root} holds no images (looked for {', '.join(sorted(EXTENSIONS))}, also in "
-        "sub-folders)",
-    )
-    check_headers(files, root)
+    files, _ = image_files(root, setting)
     return files, [decode(f) for f in files], _sha256_of(files, root)
 
 

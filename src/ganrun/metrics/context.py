@@ -172,6 +172,14 @@ class EvalContext:
                 )
         return _EXTRACTOR_MEMO[memo_key]
 
+    def classifier_outputs(
+        self, pixels: torch.Tensor, domain: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The data-set classifier's features and logits (by layer) of uint8 images
+        (N, C, H, W); ``domain`` as for :meth:`extractor`."""
+        extractor = self.extractor("cnn", domain)
+        return extract(extractor, gray_to_rgb(pixels), self.device, self.cfg.batch_size)
+
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, once per checkpoint: work several metrics use (a translation model's
         translated test images)."""

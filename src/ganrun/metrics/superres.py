@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ganrun.errors import GanrunError
-from ganrun.images import gray_to_rgb, to_uint8
+from ganrun.images import to_uint8
 from ganrun.metrics import fidelity
 from ganrun.metrics.classifier import FEATURES
 from ganrun.metrics.context import EvalContext
@@ -61,7 +61,7 @@ def sr_images(ctx: EvalContext) -> tuple[list[torch.Tensor], dict[str, Any]]:
         from ganrun.data.external import read_image_folder
 
         files, images, sha256 = read_image_folder(Path(ctx.cfg.sr_images), "eval.sr_images")
-        split = next(ctx.data.splits[n] for n in ("test", "valid", "train") if n in ctx.data.splits)
+        split = ctx.data.held_out
         scale, out = ctx.model.scale, []
         for path, image in zip(files, images, strict=True):
             h, w = (side - side % scale for side in image.shape[-2:])
@@ -174,11 +174,6 @@ def ssim(ctx: EvalContext) -> tuple[Values, Values]:
     return values, {**protocol, "window": f"Gaussian {SSIM_WINDOW}x{SSIM_WINDOW}, sigma 1.5"}
 
 
-def _classifier_outputs(ctx: EvalContext, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-    extractor = ctx.extractor("cnn")
-    return fidelity.extract(extractor, gray_to_rgb(pixels), ctx.device, ctx.cfg.batch_size)
-
-
 def _classifier_protocol(ctx: EvalContext) -> Values:
     return {**_protocol(ctx, "ganrun"), **ctx.extractor("cnn").protocol()}
 
@@ -187,17 +182,17 @@ def accuracy(ctx: EvalContext) -> tuple[Values, Values]:
     u, layer = upscaled(ctx), ctx.extractor("cnn").logits_layer
     values = {}
     for name, pixels in (("sr_acc", u.sr), ("bicubic_sr_acc", u.bicubic), ("hr_acc", u.hr)):
-        logits = _classifier_outputs(ctx, torch.cat(pixels))[layer]
+        logits = ctx.classifier_outputs(torch.cat(pixels))[layer]
         values[name] = float((logits.argmax(1) == u.labels).float().mean())
     return values, _classifier_protocol(ctx)
 
 
 def fid(ctx: EvalContext) -> tuple[Values, Values]:
     u, layer = upscaled(ctx), ctx.extractor("cnn").feature_layer
-    reference = fidelity.fid_statistics(_classifier_outputs(ctx, torch.cat(u.hr))[layer])
+    reference = fidelity.fid_statistics(ctx.classifier_outputs(torch.cat(u.hr))[layer])
     values = {}
     for name, pixels in (("sr_fid", u.sr), ("bicubic_sr_fid", u.bicubic)):
-        stats = fidelity.fid_statistics(_classifier_outputs(ctx, torch.cat(pixels))[layer])
+        stats = fidelity.fid_statistics(ctx.classifier_outputs(torch.cat(pixels))[layer])
         values[name] = fidelity.fid(stats, reference)
     return values, {**_classifier_protocol(ctx), "reference": "the original test images"}
 

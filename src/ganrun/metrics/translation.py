@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ganrun.errors import GanrunError
-from ganrun.images import gray_to_rgb, to_uint8
+from ganrun.images import to_uint8
 from ganrun.metrics import fidelity
 from ganrun.metrics.classifier import FEATURES
 from ganrun.metrics.context import EvalContext, as_unit_interval
@@ -61,9 +61,8 @@ def translated(ctx: EvalContext, direction: str) -> Translated:
 
 
 def _classifier_outputs(ctx: EvalContext, images: torch.Tensor, domain: str) -> dict[str, Any]:
-    extractor = ctx.extractor("cnn", domain)
-    pixels = gray_to_rgb(to_uint8(images, ctx.info.value_range))
-    return fidelity.extract(extractor, pixels, ctx.device, ctx.cfg.batch_size)
+    """Domain ``domain``'s classifier outputs of images in the model's value range."""
+    return ctx.classifier_outputs(to_uint8(images, ctx.info.value_range), domain)
 
 
 def _classifier_protocol(ctx: EvalContext) -> Values:

@@ -22,7 +22,7 @@ from ganrun.data.base import DataInfo
 from ganrun.errors import require
 from ganrun.models.families.superres import SuperresConfig, SuperresFamily, SuperresModel
 from ganrun.models.family import Statistic
-from ganrun.models.nets.srgan import SRDiscriminator, SRResNet, check_scale
+from ganrun.models.nets.srgan import SRDiscriminator
 
 
 @dataclass
@@ -85,6 +85,7 @@ class SrganFamily(SuperresFamily):
     name = "srgan"
     models = ("srgan",)
     schema = SrganConfig
+    model_class = SrganModel
     statistics = (
         Statistic("content", "the content loss: MSE of pixels, or of VGG19 feature maps"),
         Statistic("loss_g", "G's adversarial loss, -log D(G(x_LR)) (before its weight)"),
@@ -103,15 +104,10 @@ class SrganFamily(SuperresFamily):
             f"model.adversarial_weight={m.adversarial_weight} must be non-negative",
         )
 
-    def build(self, cfg: DictConfig, info: DataInfo) -> SrganModel:
-        check_scale(cfg.scale, info.resolution)
-        networks = {
-            "generator": SRResNet(info.channels, cfg.width, cfg.blocks, cfg.scale),
-            "discriminator": SRDiscriminator(
-                info.channels, cfg.d_width, cfg.d_dense, info.resolution
-            ),
-        }
-        return SrganModel(cfg, info, networks)
+    def networks(self, cfg: DictConfig, info: DataInfo) -> dict[str, torch.nn.Module]:
+        networks = super().networks(cfg, info)  # the generator first: its weights come first
+        d = SRDiscriminator(info.channels, cfg.d_width, cfg.d_dense, info.resolution)
+        return {**networks, "discriminator": d}
 
 
 FAMILY = SrganFamily()

@@ -254,6 +254,7 @@ class SuperresFamily(Family):
     name = "srresnet"
     models: ClassVar[tuple[str, ...]] = ("srresnet",)
     schema: ClassVar[type] = SuperresConfig
+    model_class: ClassVar[type[SuperresModel]] = SuperresModel
     statistics: ClassVar[tuple[Statistic, ...]] = (
         Statistic("content", "the content loss: MSE of pixels, or of VGG19 feature maps"),
     )
@@ -276,10 +277,13 @@ class SuperresFamily(Family):
                 "model=srresnet or srgan",
             )
 
-    def build(self, cfg: DictConfig, info: DataInfo) -> SuperresModel:
+    def networks(self, cfg: DictConfig, info: DataInfo) -> dict[str, nn.Module]:
+        """The named networks, built in this order (SRGAN adds its discriminator)."""
         check_scale(cfg.scale, info.resolution)
-        generator = SRResNet(info.channels, cfg.width, cfg.blocks, cfg.scale)
-        return SuperresModel(cfg, info, {"generator": generator})
+        return {"generator": SRResNet(info.channels, cfg.width, cfg.blocks, cfg.scale)}
+
+    def build(self, cfg: DictConfig, info: DataInfo) -> SuperresModel:
+        return self.model_class(cfg, info, self.networks(cfg, info))
 
 
 FAMILY = SuperresFamily()
