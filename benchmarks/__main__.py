@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import platform
 import sys
@@ -36,6 +37,16 @@ def machine() -> dict:
     return info
 
 
+def bench_devices(only: str | None) -> list[str]:
+    """The devices a benchmark with per-device cases measures: ``only``, or the CPU and CUDA
+    where it is available."""
+    if only == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmarks: --device cuda, but CUDA is not available here")
+    if only is not None:
+        return [only]
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 def fmt(row: dict) -> str:
     parts = [
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -49,6 +60,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        help="only this device's cases, where a benchmark has several (default: the CPU, and "
+        "CUDA where available)",
+    )
     args = parser.parse_args()
     names = args.names or sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
     results: dict[str, list[dict]] = {}
@@ -56,9 +73,12 @@ def main() -> int:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         print(f"[{name}]", flush=True)
         start = time.perf_counter()
-        rows = module.run(quick=args.quick)
-        for row in rows:
+        takes_device = "devices" in inspect.signature(module.run).parameters
+        extra = {"devices": bench_devices(args.device)} if takes_device else {}
+        rows = []
+        for row in module.run(quick=args.quick, **extra):  # a list, or rows as they are measured
             print(fmt(row), flush=True)
+            rows.append(row)
         print(f"  ({time.perf_counter() - start:.1f} s)", flush=True)
         results[name] = rows
     out = HERE / "results"

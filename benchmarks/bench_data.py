@@ -89,9 +89,10 @@ def folder(device: torch.device, files: int, batches: int, workers: int) -> floa
         return batches / (time.perf_counter() - start)
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, devices: list[str] | None = None) -> list[dict]:
     images = _images()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    names = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [torch.device(name) for name in names]
     batches = 300 if quick else 3000
     rows = []
     for device in devices:
@@ -106,6 +107,8 @@ def run(quick: bool = False) -> list[dict]:
                 "ratio": ours / theirs,
             }
         )
+    if "cpu" not in names:
+        return rows
     files, fbatches = (512, 20) if quick else (4096, 100)
     rows.append(
         {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -199,15 +200,14 @@ def _measure(which, model, res, ch, extra, device, steps):
     return result
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, devices: list[str] | None = None) -> Iterator[dict]:
     from ganrun.models import model_names
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = []
+    devices = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         for case, model, res, ch, extra, cpu_steps in CASES:
             if model not in model_names():
-                rows.append({"case": f"{case} [{device}]", "skipped": f"model {model} missing"})
+                yield {"case": f"{case} [{device}]", "skipped": f"model {model} missing"}
                 continue
             steps = cpu_steps if device == "cpu" else 200
             if quick:
@@ -215,15 +215,12 @@ def run(quick: bool = False) -> list[dict]:
             bs = 64
             t = _measure("timing", model, res, ch, extra, device, steps)
             mem = {w: _measure(w, model, res, ch, extra, device, steps) for w in t}
-            rows.append(
-                {
-                    "case": f"{case} [{device}]",
-                    "steps": steps,
-                    "ganrun_img_per_s": steps * bs / t["ganrun"],
-                    "plain_img_per_s": steps * bs / t["plain"],
-                    "ratio": t["plain"] / t["ganrun"],
-                    "ganrun_peak_mb": mem["ganrun"],
-                    "plain_peak_mb": mem["plain"],
-                }
-            )
-    return rows
+            yield {
+                "case": f"{case} [{device}]",
+                "steps": steps,
+                "ganrun_img_per_s": steps * bs / t["ganrun"],
+                "plain_img_per_s": steps * bs / t["plain"],
+                "ratio": t["plain"] / t["ganrun"],
+                "ganrun_peak_mb": mem["ganrun"],
+                "plain_peak_mb": mem["plain"],
+            }

@@ -259,6 +259,37 @@ def test_resume_from_checkpoint_of_another_shape(cli, tmp_path):
     assert not (tmp_path / "big").exists()  # rejected before anything was written
 
 
+def test_a_run_written_on_a_gpu_continues_on_a_cpu(cli, tmp_path):
+    # A CUDA generator's state (Philox: seed and offset, 16 bytes) cannot be loaded into a CPU
+    # generator (Mersenne Twister, 5,056 bytes): the two streams it fed continue from fresh
+    # seeds, the rest of the state is restored, and the log says the run is not bit-identical.
+    code, _, err = cli("train", *TINY, "train.steps=3", "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 0, err
+    last = tmp_path / "run/checkpoints/last.pt"
+    ckpt = load_checkpoint(last)
+    cuda_state = torch.zeros(16, dtype=torch.uint8)
+    ckpt["rng"]["noise"] = cuda_state
+    ckpt["rng"]["data"]["generator"] = cuda_state.clone()
+    ckpt["rng"]["cuda"] = [cuda_state.clone()]
+    save_checkpoint(ckpt, last)
+    code, _, err = cli("train", *TINY, "hydra.run.dir=run", "resume=auto", cwd=tmp_path)
+    assert code == 0, err
+    moved = load_checkpoint(last)
+    assert moved["step"] == 6 and moved["rng"]["noise"].numel() > 16
+    log = (tmp_path / "run/train.log").read_text()
+    assert "written on another kind of device than cpu" in log
+    assert "training noise and data order continue from fresh seeds" in log
+    with (tmp_path / "run/metrics.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
+    # Its weights at step 3 are the saved ones, so it differs from the uninterrupted run only
+    # after the move.
+    code, _, err = cli("train", *TINY, "hydra.run.dir=full", cwd=tmp_path)
+    full = load_checkpoint(tmp_path / "full/checkpoints/step_000003.pt")
+    saved = load_checkpoint(tmp_path / "run/checkpoints/step_000003.pt")
+    for key, value in full["networks"]["generator"].items():
+        assert torch.equal(value, saved["networks"]["generator"][key]), key
+
+
 def test_periodic_evaluation_keeps_best_checkpoint(cli, tmp_path):
     code, out, err = cli(
         "train",

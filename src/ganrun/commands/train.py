@@ -173,6 +173,8 @@ def _train(cfg: DictConfig, setup: Setup, trainer: Trainer) -> dict[str, float]:
     )
     if trainer.step:  # resumed: say so in train.log too, which is attached only now
         log.info("continuing from step %d of %d", trainer.step, cfg.train.steps)
+    if trainer.moved:
+        log.warning(trainer.moved)
     last = trainer.fit()
     print(
         f"ganrun: done. Run folder: {trainer.run_dir}  (config: {CONFIG_FILE}, checkpoints: "

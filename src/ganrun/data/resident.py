@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import zlib
 
 import torch
 
@@ -34,6 +35,7 @@ class ResidentSplit:
         self.device = device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self.moved = False  # restored from a state of another device kind (load_state_dict)
         self._order = torch.empty(0, dtype=torch.long, device=device)
         self._pos = 0
 
@@ -99,9 +101,19 @@ class ResidentSplit:
         return {"generator": self.generator.get_state(), "order": self._order, "pos": self._pos}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        """Restores the sampler. A state saved on another kind of device (a CUDA generator's
+        state differs in size from a CPU one's) cannot be loaded: the current epoch's order
+        goes on, and the generator is seeded from that order and position instead
+        (:attr:`moved` says so), so later epochs differ from the run that did not move."""
+        saved = state["generator"].cpu()
         self._order = state["order"].to(self.device)
         self._pos = int(state["pos"])
+        self.moved = saved.numel() != self.generator.get_state().numel()
+        if self.moved:
+            order = self._order.cpu().numpy().tobytes()
+            self.generator.manual_seed(zlib.crc32(order) * 1_000_003 + self._pos)
+        else:
+            self.generator.set_state(saved)
 
 
 class PointSplit(ResidentSplit):

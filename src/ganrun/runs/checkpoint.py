@@ -236,18 +236,37 @@ def load_state(payload: dict[str, Any], model: Model, path: Path, training: bool
         raise GanrunError(f"checkpoint {path} does not fit this model/config: {first}") from exc
 
 
-def restore_rng(rng: dict[str, Any], noise: torch.Generator, batches: Any) -> None:
-    """The inverse of :func:`capture_rng`."""
+def restore_rng(
+    rng: dict[str, Any], noise: torch.Generator, batches: Any, reseed: int = 0
+) -> list[str]:
+    """The inverse of :func:`capture_rng`. A generator whose saved state is of another device
+    kind (a run written on a GPU, continued on a CPU, or the other way) cannot take that state:
+    it is seeded from ``reseed`` instead, and its name returned, so the run goes on but is not
+    the bit-identical continuation. Returns the names of the generators re-seeded so."""
     torch.set_rng_state(rng["torch"].cpu())
-    if rng["cuda"] and torch.cuda.is_available():
+    if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([t.cpu() for t in rng["cuda"]])
-    numpy_state = rng["numpy"]
+    numpy_state = rng["numpy"]  # its tensor follows the checkpoint's map_location
     np.random.set_state(
-        (numpy_state[0], numpy_state[1].numpy().astype(np.uint32), *numpy_state[2:])
+        (numpy_state[0], numpy_state[1].cpu().numpy().astype(np.uint32), *numpy_state[2:])
     )
     random.setstate(_as_tuple(rng["python"]))
-    noise.set_state(rng["noise"].cpu())
+    reseeded = []
+    if _fits(noise, rng["noise"]):
+        noise.set_state(rng["noise"].cpu())
+    else:
+        noise.manual_seed(reseed)
+        reseeded.append("training noise")
     batches.load_state_dict(rng["data"])
+    if getattr(batches, "moved", False):
+        reseeded.append("data order")
+    return reseeded
+
+
+def _fits(generator: torch.Generator, state: torch.Tensor) -> bool:
+    """Whether ``state`` is a state of ``generator``'s kind (a CPU generator's state and a CUDA
+    one's differ in size)."""
+    return state.numel() == generator.get_state().numel()
 
 
 def _as_tuple(value: Any) -> Any:

@@ -65,6 +65,7 @@ class Trainer:
             self.measured = theory.measured_columns(self.model)
         self.log_images: Callable[..., None] | None = None  # logger=tensorboard, during fit()
         self.kept_rows: list[list[str]] = []  # of metrics.csv, when resuming
+        self.moved: str | None = None  # why a resume is not bit-identical (another device kind)
         # Training noise comes from a generator of its own, so resuming restores it exactly.
         self.noise = torch.Generator(device=setup.device).manual_seed(self.cfg.seed + 1)
         setup.batches.seed(self.cfg.seed + 3)
@@ -236,11 +237,23 @@ class Trainer:
         checkpoint.check_resumable(payload, path, family.name, self.cfg, movable)
         self._keep_layout(payload)
         checkpoint.load_state(payload, self.model, path, training=True)
+        step = int(payload["step"])
+        # Fresh seeds for streams written on another kind of device, distinct for each step a
+        # run may move at, so moving twice never replays a stream.
+        reseed = self.cfg.seed * 1_000_003 + step
         try:
-            checkpoint.restore_rng(payload["rng"], self.noise, self.setup.batches)
+            reseeded = checkpoint.restore_rng(
+                payload["rng"], self.noise, self.setup.batches, reseed
+            )
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise GanrunError(f"checkpoint {path} has no usable random state: {exc}") from exc
-        self.step = int(payload["step"])
+        if reseeded:  # logged as training starts, when train.log is attached too
+            self.moved = (
+                f"{path} was written on another kind of device than {self.setup.device}: its "
+                f"{' and '.join(reseeded)} continue from fresh seeds, so training goes on, but "
+                "not as the bit-identical continuation"
+            )
+        self.step = step
         self.best.load(payload.get("best"))
         self.kept_rows = rows_to_keep(
             self.run_dir / METRICS_FILE, self.statistics, self.step, self.measured
