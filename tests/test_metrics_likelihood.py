@@ -11,6 +11,7 @@ from torch import nn
 from ganrun.errors import GanrunError
 from ganrun.metrics import likelihood
 from ganrun.metrics.mixtures import mixture_stats
+from ganrun.theory import Mixture
 
 
 class FakeVAE(nn.Module):
@@ -48,11 +49,25 @@ def test_likelihood_needs_a_vae() -> None:
 def test_mixture_stats_count_modes_and_quality() -> None:
     centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     samples = torch.tensor([[0.01, 0.0], [10.0, 0.02], [5.0, 5.0], [0.0, -0.01]])
-    out = mixture_stats(samples, {"centers": centers, "std": 0.05})
+    out = mixture_stats(samples, {"mixture": Mixture.of(centers, [0.05]).to_extra()})
     assert out["modes_covered"] == 2 and out["num_modes"] == 3
     assert out["high_quality"] == pytest.approx(0.75)
-    with pytest.raises(GanrunError, match="data=ring or data=grid"):
+    # two of the three good samples on mode 0, one on mode 1, none on mode 2
+    p = torch.tensor([2 / 3, 1 / 3])
+    assert out["mode_kl"] == pytest.approx(float((p * (p * 3).log()).sum()))
+    with pytest.raises(GanrunError, match="data=gauss1d, ring or grid"):
         mixture_stats(samples, {})
+
+
+def test_mixture_stats_on_a_1d_mixture_use_each_modes_spread_and_weight() -> None:
+    # data=gauss1d: modes of their own widths and weights. -1.4 lies within 3 std of the
+    # narrow mode at -1 only because its own std (0.2) counts, not the wide one's.
+    mixture = Mixture.of([-1.0, 2.0], [0.2, 0.5], [0.25, 0.75])
+    samples = torch.tensor([[-1.4], [-0.9], [2.0], [2.4], [3.6]])  # (N, 1), as G draws them
+    out = mixture_stats(samples, {"mixture": mixture.to_extra()})
+    assert out["modes_covered"] == 2 and out["high_quality"] == pytest.approx(4 / 5)
+    # histogram (2/4, 2/4) against the weights (1/4, 3/4)
+    assert out["mode_kl"] == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(2 / 3))
 
 
 def test_knn_and_linear_probes_agree_with_scikit_learn():

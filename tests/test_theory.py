@@ -258,15 +258,16 @@ def test_fig1_run_measures_the_theory_draws_it_and_is_scored(cli, tmp_path) -> N
     code, out, err = cli(
         "eval",
         f"checkpoint={run}/checkpoints/last.pt",
-        "eval=fast",
-        "eval.metrics=[jsd,d_gap]",
+        "eval=fast",  # all of it: what does not apply to 1-D points is skipped
         "eval.num_samples=2000",
         cwd=tmp_path,
     )
     assert code == 0, err
     record = json.loads((run / "eval/last/metrics.json").read_text())["results"]["fast"]
     values = record["metrics"]
-    assert set(values) == {"jsd", "c_g", "v_dstar", "jsd_floor", "d_gap"}
+    modes = {"modes_covered", "high_quality", "num_modes", "mode_kl"}
+    assert set(values) == {"jsd", "c_g", "v_dstar", "jsd_floor", "d_gap", *modes}
+    assert values["num_modes"] == 1 and 0 < values["high_quality"] <= 1  # N(3, 0.5^2)
     assert 0 < values["jsd_floor"] < values["jsd"] + 0.05
     assert values["v_dstar"] == pytest.approx(values["c_g"], abs=1e-4)
     assert record["protocol"]["jsd"]["num_generated"] == 2000

@@ -93,14 +93,21 @@ def load_gauss1d(cfg: DataConfig) -> RawData:
     )
 
 
-def mode_stats(samples: torch.Tensor, centers: torch.Tensor, std: float) -> dict[str, float]:
-    """How well ``samples`` (N, D) cover a mixture with modes at ``centers`` (M, D).
+def mode_stats(
+    samples: torch.Tensor,
+    centers: torch.Tensor,
+    std: float | torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """How well ``samples`` (N, D) cover a mixture with modes at ``centers`` (M, D), of spread
+    ``std`` (one for all modes, or one per mode) and mixing ``weights`` (default: equal).
 
-    A sample is high quality when it lies within 3 std of its nearest mode; a mode is covered
-    when at least one sample lies within 3 std of it. Returns ``modes_covered`` (count),
-    ``num_modes``, ``high_quality`` (the share of high-quality samples, 0..1) and ``mode_kl``:
-    KL(sample mode histogram || uniform) over the high-quality samples (0 when every mode gets
-    an equal share, log M when they all fall on one mode; log M too when there are none).
+    A sample is high quality when it lies within 3 std of its nearest mode (that mode's std);
+    a mode is covered when at least one sample lies within 3 std of it. Returns
+    ``modes_covered`` (count), ``num_modes``, ``high_quality`` (the share of high-quality
+    samples, 0..1) and ``mode_kl``: KL(sample mode histogram || weights) over the high-quality
+    samples (0 when every mode gets its share, log M for equal weights when they all fall on
+    one mode; log M too when there are none).
     """
     samples = samples.detach().to(device="cpu", dtype=torch.float64)
     centers = centers.detach().to(device="cpu", dtype=torch.float64)
@@ -117,13 +124,17 @@ def mode_stats(samples: torch.Tensor, centers: torch.Tensor, std: float) -> dict
             "high_quality": 0.0,
             "mode_kl": math.log(num_modes),
         }
+    stds = torch.as_tensor(std, dtype=torch.float64).reshape(-1).expand(num_modes)
+    if weights is None:
+        weights = torch.full((num_modes,), 1.0 / num_modes, dtype=torch.float64)
     distance, nearest = torch.cdist(samples, centers).min(dim=1)
-    good = distance <= 3 * std
+    good = distance <= 3 * stds[nearest]
     counts = torch.bincount(nearest[good], minlength=num_modes).double()
     if counts.sum() > 0:
         p = counts / counts.sum()
         nz = p > 0
-        mode_kl = float((p[nz] * (p[nz] * num_modes).log()).sum())
+        q = torch.as_tensor(weights, dtype=torch.float64)
+        mode_kl = float((p[nz] * (p[nz] / q[nz]).log()).sum())
     else:
         mode_kl = math.log(num_modes)
     return {
