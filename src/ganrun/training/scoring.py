@@ -42,6 +42,7 @@ class Scorer:
     def __init__(self, setup: Setup, run_dir: Path) -> None:
         self.setup = setup
         self.run_dir = run_dir
+        self.latest: tuple[int, dict[str, Any]] | None = None  # the last step scored, its record
 
     def _snapshot(self, step: int, checkpoint: Path) -> Snapshot:
         s = self.setup
@@ -60,7 +61,12 @@ class Scorer:
 
     def __call__(self, step: int, checkpoint: Path, say_so: bool = False) -> dict[str, Any]:
         """Score the weights of ``step`` (saved in ``checkpoint``) and store the record;
-        ``say_so`` prints what is being scored first."""
+        ``say_so`` prints what is being scored first. A step scored already (``eval.every``
+        reaching the last step, then ``eval.at_end``) is not scored twice: its record is
+        returned."""
+        if self.latest is not None and self.latest[0] == step:
+            print(f"ganrun: step {step} was scored already: {summary(self.latest[1])}", flush=True)
+            return self.latest[1]
         s = self.setup
         networks = list(s.model.networks.values())
         with _random_state_kept(s.device), full_precision(networks):
@@ -70,4 +76,5 @@ class Scorer:
             record = score(job, s.cfg.eval)
         out = write_record(checkpoint, record)
         print(f"ganrun: {summary(record)} -> {out}", flush=True)
+        self.latest = (step, record)
         return record
