@@ -243,7 +243,7 @@ class SuperresModel(Model):
     @torch.no_grad()
     def figures(self, step: int, data: Data) -> list[Figure]:
         if self._shown is None:
-            split = data.split("test") if "test" in data.splits else data.train
+            split = data.held_out
             index = torch.arange(min(SHOWN, len(split)))
             self._shown = split.scaled(split.pixels(index))
         drawn = self.comparisons(self._shown, SHOWN)
