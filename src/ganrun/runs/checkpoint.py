@@ -263,10 +263,10 @@ def restore_rng(
     return reseeded
 
 
-def _fits(generator: torch.Generator, state: torch.Tensor) -> bool:
+def _fits(generator: torch.Generator, state: Any) -> bool:
     """Whether ``state`` is a state of ``generator``'s kind (a CPU generator's state and a CUDA
-    one's differ in size)."""
-    return state.numel() == generator.get_state().numel()
+    one's differ in size); anything else is left to ``set_state`` to refuse."""
+    return not isinstance(state, torch.Tensor) or state.numel() == generator.get_state().numel()
 
 
 def _as_tuple(value: Any) -> Any:

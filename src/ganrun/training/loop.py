@@ -245,7 +245,7 @@ class Trainer:
             reseeded = checkpoint.restore_rng(
                 payload["rng"], self.noise, self.setup.batches, reseed
             )
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise GanrunError(f"checkpoint {path} has no usable random state: {exc}") from exc
         if reseeded:  # logged as training starts, when train.log is attached too
             self.moved = (
