@@ -14,7 +14,9 @@ from PIL import Image
 
 from ganrun.cli import main
 from ganrun.config.schema import EvalConfig
+from ganrun.images import gray_to_rgb, to_uint8
 from ganrun.metrics import scoring
+from ganrun.metrics.fidelity import extract
 from ganrun.runs.checkpoint import restore
 from tests.conftest import TINY, assert_one_line_error
 from tests.test_data import make_mnist
@@ -81,13 +83,16 @@ def test_scores_both_directions_against_the_identity_baseline(cli, tmp_path, tra
     a, a_labels = snapshot.data.split("test").all()
     b, b_labels = snapshot.data.split("test_b").all()
     model, ctx = snapshot.model, job.ctx
-    from ganrun.metrics.translation import _classifier_outputs
 
-    logits = _classifier_outputs(ctx, model.translate(a, "ab"), "b")["logits"]
+    def logits_of(images: torch.Tensor, domain: str) -> torch.Tensor:
+        pixels = gray_to_rgb(to_uint8(images, snapshot.data.info.value_range))
+        return extract(ctx.extractor("cnn", domain), pixels, CPU, 64)["logits"]
+
+    logits = logits_of(model.translate(a, "ab"), "b")
     assert values["translation_acc_ab"] == pytest.approx(
         float((logits.argmax(1) == a_labels).float().mean())
     )
-    logits = _classifier_outputs(ctx, b, "a")["logits"]
+    logits = logits_of(b, "a")
     assert values["translation_acc_ba_identity"] == pytest.approx(
         float((logits.argmax(1) == b_labels).float().mean())
     )

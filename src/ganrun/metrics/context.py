@@ -173,12 +173,18 @@ class EvalContext:
         return _EXTRACTOR_MEMO[memo_key]
 
     def classifier_outputs(
-        self, pixels: torch.Tensor, domain: str | None = None
+        self, key: str, pixels: torch.Tensor, domain: str | None = None
     ) -> dict[str, torch.Tensor]:
         """The data-set classifier's features and logits (by layer) of uint8 images
-        (N, C, H, W); ``domain`` as for :meth:`extractor`."""
-        extractor = self.extractor("cnn", domain)
-        return extract(extractor, gray_to_rgb(pixels), self.device, self.cfg.batch_size)
+        (N, C, H, W), once per checkpoint for the images named ``key``: accuracy metrics read
+        the logits, FID metrics the features of the same images. ``domain`` as for
+        :meth:`extractor`."""
+
+        def compute() -> dict[str, torch.Tensor]:
+            extractor = self.extractor("cnn", domain)
+            return extract(extractor, gray_to_rgb(pixels), self.device, self.cfg.batch_size)
+
+        return self.shared(f"classifier_outputs:{domain}:{key}", compute)
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, once per checkpoint: work several metrics use (a translation model's

@@ -178,21 +178,27 @@ def _classifier_protocol(ctx: EvalContext) -> Values:
     return {**_protocol(ctx, "ganrun"), **ctx.extractor("cnn").protocol()}
 
 
+def _classifier_outputs(ctx: EvalContext, u: Upscaled, which: str) -> dict[str, torch.Tensor]:
+    """The classifier's outputs of the originals (``which`` = "hr"), the model's images ("sr")
+    or bicubic's ("bicubic")."""
+    return ctx.classifier_outputs(which, torch.cat(getattr(u, which)))
+
+
 def accuracy(ctx: EvalContext) -> tuple[Values, Values]:
     u, layer = upscaled(ctx), ctx.extractor("cnn").logits_layer
     values = {}
-    for name, pixels in (("sr_acc", u.sr), ("bicubic_sr_acc", u.bicubic), ("hr_acc", u.hr)):
-        logits = ctx.classifier_outputs(torch.cat(pixels))[layer]
+    for name, which in (("sr_acc", "sr"), ("bicubic_sr_acc", "bicubic"), ("hr_acc", "hr")):
+        logits = _classifier_outputs(ctx, u, which)[layer]
         values[name] = float((logits.argmax(1) == u.labels).float().mean())
     return values, _classifier_protocol(ctx)
 
 
 def fid(ctx: EvalContext) -> tuple[Values, Values]:
     u, layer = upscaled(ctx), ctx.extractor("cnn").feature_layer
-    reference = fidelity.fid_statistics(ctx.classifier_outputs(torch.cat(u.hr))[layer])
+    reference = fidelity.fid_statistics(_classifier_outputs(ctx, u, "hr")[layer])
     values = {}
-    for name, pixels in (("sr_fid", u.sr), ("bicubic_sr_fid", u.bicubic)):
-        stats = fidelity.fid_statistics(ctx.classifier_outputs(torch.cat(pixels))[layer])
+    for name, which in (("sr_fid", "sr"), ("bicubic_sr_fid", "bicubic")):
+        stats = fidelity.fid_statistics(_classifier_outputs(ctx, u, which)[layer])
         values[name] = fidelity.fid(stats, reference)
     return values, {**_classifier_protocol(ctx), "reference": "the original test images"}
 

@@ -60,9 +60,11 @@ def translated(ctx: EvalContext, direction: str) -> Translated:
     return ctx.shared(f"translated_{direction}", compute)
 
 
-def _classifier_outputs(ctx: EvalContext, images: torch.Tensor, domain: str) -> dict[str, Any]:
+def _classifier_outputs(
+    ctx: EvalContext, key: str, images: torch.Tensor, domain: str
+) -> dict[str, Any]:
     """Domain ``domain``'s classifier outputs of images in the model's value range."""
-    return ctx.classifier_outputs(to_uint8(images, ctx.info.value_range), domain)
+    return ctx.classifier_outputs(key, to_uint8(images, ctx.info.value_range), domain)
 
 
 def _classifier_protocol(ctx: EvalContext) -> Values:
@@ -83,7 +85,7 @@ def accuracy(ctx: EvalContext) -> tuple[Values, Values]:
         t = translated(ctx, direction)
         layer = ctx.extractor("cnn", domain).logits_layer
         for name, images in ((direction, t.out), (f"{direction}_identity", t.source)):
-            logits = _classifier_outputs(ctx, images, domain)[layer]
+            logits = _classifier_outputs(ctx, name, images, domain)[layer]
             values[f"translation_acc_{name}"] = float((logits.argmax(1) == t.labels).float().mean())
     protocol = {
         **_classifier_protocol(ctx),
@@ -99,9 +101,10 @@ def fid(ctx: EvalContext) -> tuple[Values, Values]:
         t = translated(ctx, direction)
         layer = ctx.extractor("cnn", domain).feature_layer
         real, _ = ctx.test_images(target)
-        reference = fidelity.fid_statistics(_classifier_outputs(ctx, real, domain)[layer])
+        real_outputs = _classifier_outputs(ctx, target, real, domain)
+        reference = fidelity.fid_statistics(real_outputs[layer])
         for name, images in ((direction, t.out), (f"{direction}_identity", t.source)):
-            features = _classifier_outputs(ctx, images, domain)[layer]
+            features = _classifier_outputs(ctx, name, images, domain)[layer]
             values[f"translation_fid_{name}"] = fidelity.fid(
                 fidelity.fid_statistics(features), reference
             )
