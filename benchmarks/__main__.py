@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks [name ...] [--quick]``.
+"""Run the benchmarks: ``python -m benchmarks [name ...] [--quick] [--device cpu|cuda]``.
 
 Prints one line per case and writes all of them, with the machine and versions, to
 ``benchmarks/results/<timestamp>.json`` (and ``latest.json``) for later comparison.
@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from benchmarks import devices
 
 HERE = Path(__file__).parent
 
@@ -35,16 +37,6 @@ def machine() -> dict:
     except AttributeError:
         pass
     return info
-
-
-def bench_devices(only: str | None) -> list[str]:
-    """The devices a benchmark with per-device cases measures: ``only``, or the CPU and CUDA
-    where it is available."""
-    if only == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmarks: --device cuda, but CUDA is not available here")
-    if only is not None:
-        return [only]
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def fmt(row: dict) -> str:
@@ -74,7 +66,7 @@ def main() -> int:
         print(f"[{name}]", flush=True)
         start = time.perf_counter()
         takes_device = "devices" in inspect.signature(module.run).parameters
-        extra = {"devices": bench_devices(args.device)} if takes_device else {}
+        extra = {"devices": devices(args.device)} if takes_device else {}
         rows = []
         for row in module.run(quick=args.quick, **extra):  # a list, or rows as they are measured
             print(fmt(row), flush=True)

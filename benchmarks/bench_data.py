@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+import benchmarks
+
 BATCH = 64
 SHAPE = (60000, 1, 28, 28)
 
@@ -91,11 +93,10 @@ def folder(device: torch.device, files: int, batches: int, workers: int) -> floa
 
 def run(quick: bool = False, devices: list[str] | None = None) -> list[dict]:
     images = _images()
-    names = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    devices = [torch.device(name) for name in names]
+    names = devices or benchmarks.devices()
     batches = 300 if quick else 3000
     rows = []
-    for device in devices:
+    for device in map(torch.device, names):
         ours = resident(images, device, batches)
         theirs = dataloader(images, device, batches)
         rows.append(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+import benchmarks
 from benchmarks.memory import peak_rss_mb
 
 # (case, model, resolution, channels, extra overrides, CPU steps per timing)
@@ -203,8 +204,7 @@ def _measure(which, model, res, ch, extra, device, steps):
 def run(quick: bool = False, devices: list[str] | None = None) -> Iterator[dict]:
     from ganrun.models import model_names
 
-    devices = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
+    for device in devices or benchmarks.devices():
         for case, model, res, ch, extra, cpu_steps in CASES:
             if model not in model_names():
                 yield {"case": f"{case} [{device}]", "skipped": f"model {model} missing"}
