@@ -93,10 +93,7 @@ def image_files(path: Path, setting: str) -> tuple[list[Path], Path]:
 
 
 def _read_folder(root: Path) -> ImageSet:
-    from ganrun.data.folder import decode
-
-    files, _ = image_files(root, "samples")
-    images = [decode(f) for f in files]
+    files, images, sha256 = read_image_folder(root, "samples")
     first = images[0]
     for path, image in zip(files, images, strict=True):
         require(
@@ -104,7 +101,7 @@ def _read_folder(root: Path) -> ImageSet:
             f"{path} is {_shape(image)} but {files[0]} is {_shape(first)}: every image of "
             f"samples={root} must have one size and one channel count",
         )
-    return ImageSet(root, torch.stack(images), _sha256_of(files, root))
+    return ImageSet(root, torch.stack(images), sha256)
 
 
 def read_image_folder(root: Path, setting: str) -> tuple[list[Path], list[torch.Tensor], str]:
