@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ganrun.models.families.cyclegan import generator_losses, lsgan
-from ganrun.runs.checkpoint import load_checkpoint
+from ganrun.runs.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import assert_one_line_error, checkpoint_tensors
 from tests.test_data import make_mnist
 
@@ -113,6 +113,28 @@ def test_trains_resumes_bit_for_bit_and_shows_both_directions(cli, tmp_path, mni
     group = load_checkpoint(full / "checkpoints/last.pt")["optimizers"]["generators"]
     # The last update (0-based 5) is two thirds into the decay from update 3 to 6.
     assert group["param_groups"][0]["lr"] == pytest.approx(2e-4 * (1 - (5 - 3) / 3))
+
+
+def test_moving_device_kinds_reseeds_domain_b_and_says_so(cli, tmp_path, mnist_root):
+    # Domain B's batches draw from a generator of their own, kept in the checkpoint's extra
+    # state. One written on a GPU (Philox, 16 bytes) cannot go into a CPU generator: it is seeded
+    # afresh like the trainer's own streams, and train.log names it with them.
+    assert cli("train", *_run(mnist_root, 3), "hydra.run.dir=run", cwd=tmp_path)[0] == 0
+    last = tmp_path / "run/checkpoints/last.pt"
+    ckpt = load_checkpoint(last)
+    cuda_state = torch.zeros(16, dtype=torch.uint8)
+    ckpt["rng"]["noise"] = cuda_state
+    ckpt["rng"]["data"]["generator"] = cuda_state.clone()
+    ckpt["extra"]["batches_b"]["generator"] = cuda_state.clone()
+    save_checkpoint(ckpt, last)
+    code, _, err = cli(
+        "train", *_run(mnist_root, 4, "resume=auto"), "hydra.run.dir=run", cwd=tmp_path
+    )
+    assert code == 0, err
+    log = (tmp_path / "run/train.log").read_text()
+    streams = "its training noise, data order and domain B's data order continue from fresh seeds"
+    assert streams in log
+    assert load_checkpoint(last)["extra"]["batches_b"]["generator"].numel() > 16
 
 
 def test_the_default_schedule_halves_the_run(cli, tmp_path, mnist_root):

@@ -212,6 +212,11 @@ class Model(ABC):
         if state:
             raise GanrunError(f"this model keeps no extra state, but the checkpoint has {state}")
 
+    def reseeded_streams(self) -> list[str]:
+        """Random streams of the family's own that :meth:`load_extra_state` had to seed afresh,
+        their state being of another device kind; the trainer reports them with its own."""
+        return []
+
     def release_training_state(self) -> None:
         """Drop what only training needs (optimizer states, gradients), before scoring at the
         end."""

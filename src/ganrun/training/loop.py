@@ -247,11 +247,14 @@ class Trainer:
             )
         except (AttributeError, KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise GanrunError(f"checkpoint {path} has no usable random state: {exc}") from exc
+        reseeded += self.model.reseeded_streams()
         if reseeded:  # logged as training starts, when train.log is attached too
+            *rest, final = reseeded
+            streams = f"{', '.join(rest)} and {final}" if rest else final
             self.moved = (
                 f"{path} was written on another kind of device than {self.setup.device}: its "
-                f"{' and '.join(reseeded)} continue from fresh seeds, so training goes on, but "
-                "not as the bit-identical continuation"
+                f"{streams} continue from fresh seeds, so training goes on, but not as the "
+                "bit-identical continuation"
             )
         self.step = step
         self.best.load(payload.get("best"))

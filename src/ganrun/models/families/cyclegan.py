@@ -179,6 +179,9 @@ class CycleganModel(Model):
             pool.load_state_dict(state[name])
         self.train_b.load_state_dict(state["batches_b"])
 
+    def reseeded_streams(self) -> list[str]:
+        return ["domain B's data order"] if self.train_b.moved else []
+
     # ------------------------------------------------------------------------------ using it
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str) -> torch.Tensor:
