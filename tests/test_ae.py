@@ -440,3 +440,45 @@ def test_representation_metrics_read_the_codes_against_their_floors(cli, learned
     assert values["knn_acc"] != values["knn_acc_pixels"] and values["knn_acc"] > 0.5
     assert (protocol["features"], protocol["memory_split"]) == ("output: code", "train")
     assert protocol["num_memory"] == 1497 and protocol["num_test"] == 150
+
+
+def test_heldout_queries_classify_the_training_images_left_out_of_the_memory(
+    cli, learned, tmp_path
+):
+    # The BiGAN release's protocol: a seeded memory of the training split, the rest as queries.
+    ckpt = learned / "checkpoints/last.pt"
+    args = [f"checkpoint={ckpt}", "eval.metrics=[knn_acc]", "eval.name=heldout", "device=cpu"]
+    split = ["eval.representation_examples=1000", "eval.representation_queries=heldout"]
+    code, out, err = cli("eval", *args, *split, cwd=tmp_path)
+    assert code == 0, err
+    record = json.loads((learned / "eval/last/metrics.json").read_text())["results"]["heldout"]
+    protocol = record["protocol"]["knn_acc"]
+    assert (protocol["num_memory"], protocol["num_test"]) == (1000, 497)
+    assert protocol["reference_split"] == "train, the images not in the memory"
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = restore(ckpt, CPU).data.split("train").all()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    memory, queries = order[:1000], order[1000:]
+    knn = KNeighborsClassifier(n_neighbors=1).fit(x[memory].flatten(1).numpy(), y[memory].numpy())
+    expected = knn.score(x[queries].flatten(1).numpy(), y[queries].numpy())
+    assert record["metrics"]["knn_acc_pixels"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["eval.representation_queries=heldout"], "leaves none of the 1497; set it between 1"),
+        (["eval.representation_queries=valid"], "eval.representation_queries"),
+        (["eval.representation_examples=-1"], "eval.representation_examples=-1 must be non-neg"),
+    ],
+)
+def test_bad_representation_protocols_are_refused_before_scoring(
+    cli, learned, tmp_path, overrides, fragment
+):
+    record = learned / "eval/last/metrics.json"
+    before = record.read_bytes() if record.exists() else None
+    args = [f"checkpoint={learned / 'checkpoints/last.pt'}", "eval.metrics=[knn_acc]"]
+    result = cli("eval", *args, "eval.name=bad", "device=cpu", *overrides, cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    assert (record.read_bytes() if record.exists() else None) == before

@@ -220,6 +220,11 @@ class EvalConfig:
     # knn_acc / linear_acc: training images whose features are the memory (a seeded subset);
     # 0 = the whole training split
     representation_examples: int = 0
+    # knn_acc / linear_acc: what is classified: test (the test split) or heldout (the training
+    # images left out of that memory, as the BiGAN release queries the 10,000 of MNIST's 60,000
+    # it holds out of a 50,000-image memory); heldout needs 0 < representation_examples < the
+    # training split's size
+    representation_queries: str = "test"
     # knn_acc / linear_acc: the model's layer to classify with, one of its feature layers
     # (output: its code or E(x); penultimate: the hidden layer before it); auto: the model's own
     # choice, the first it offers

@@ -348,15 +348,26 @@ def _recon_mse(ctx: EvalContext) -> Result:
     )
 
 
+# eval.representation_queries: what knn_acc / linear_acc classify
+REPRESENTATION_QUERIES = ("test", "heldout")
+
+
 def _representation(ctx: EvalContext, probe: str) -> Result:
     """``knn_acc`` or ``linear_acc`` of the model's features, and of the two floors."""
-    memory, memory_labels = ctx.split("train").all()
+    train, train_labels = ctx.split("train").all()
+    memory, memory_labels = train, train_labels
     n = ctx.cfg.representation_examples
-    if 0 < n < memory.shape[0]:
+    heldout = ctx.cfg.representation_queries == "heldout"
+    if 0 < n < train.shape[0]:
         gen = torch.Generator().manual_seed(ctx.cfg.seed)
-        keep = torch.randperm(memory.shape[0], generator=gen)[:n].sort().values.to(memory.device)
-        memory, memory_labels = memory[keep], memory_labels[keep]
-    test, labels = ctx.split("test").all()
+        order = torch.randperm(train.shape[0], generator=gen).to(train.device)
+        keep = order[:n].sort().values
+        memory, memory_labels = train[keep], train_labels[keep]
+        if heldout:
+            rest = order[n:].sort().values
+            test, labels = train[rest], train_labels[rest]
+    if not heldout:
+        test, labels = ctx.split("test").all()
     untrained = ctx.untrained_model()
     layer = _feature_layer(ctx)
 
@@ -384,7 +395,7 @@ def _representation(ctx: EvalContext, probe: str) -> Result:
         "features": f"{layer}: {ctx.model.feature_layers[layer]}",
         "memory_split": "train",
         "num_memory": int(memory.shape[0]),
-        "reference_split": "test",
+        "reference_split": "train, the images not in the memory" if heldout else "test",
         "num_test": int(test.shape[0]),
         "seed": ctx.cfg.seed,
         "untrained": f"the run's model config, built with seed {ctx.cfg.seed}",
@@ -432,6 +443,14 @@ def _check_labels(ctx: EvalContext) -> None:
 
 def _check_representation(ctx: EvalContext) -> None:
     _check_labels(ctx)
+    if ctx.cfg.representation_queries == "heldout":
+        n, size = ctx.cfg.representation_examples, len(ctx.split("train"))
+        if not 0 < n < size:
+            raise GanrunError(
+                f"eval.representation_queries=heldout classifies the training images left out "
+                f"of the memory, but eval.representation_examples={n} leaves none of the "
+                f"{size}; set it between 1 and {size - 1} (the BiGAN release: 50000 of 60000)"
+            )
     layers = ctx.model.feature_layers
     if ctx.cfg.features != "auto" and ctx.cfg.features not in layers:
         offered = "; ".join(f"{name} ({what})" for name, what in layers.items())

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganrun import __version__
 from ganrun.errors import GanrunError, require_one_of
-from ganrun.metrics import METRICS, EvalContext, Metric
+from ganrun.metrics import METRICS, REPRESENTATION_QUERIES, EvalContext, Metric
 from ganrun.metrics.cache import CACHE_FIX
 from ganrun.metrics.fidelity import INCEPTION_IMPLS
 from ganrun.models import family_of, model_names
@@ -52,12 +52,13 @@ def check_eval_config(e: DictConfig) -> None:
     ):
         if e[key] < 1:
             raise GanrunError(f"eval.{key}={e[key]} must be at least 1")
-    for key in ("num_real", "likelihood_examples", "test_examples"):
+    for key in ("num_real", "likelihood_examples", "test_examples", "representation_examples"):
         if e[key] < 0:
             raise GanrunError(f"eval.{key}={e[key]} must be non-negative (0 = all)")
     if e.seed < 0:
         raise GanrunError(f"eval.seed={e.seed} must be non-negative")
     require_one_of(e.inception_impl, INCEPTION_IMPLS, "eval.inception_impl")
+    require_one_of(e.representation_queries, REPRESENTATION_QUERIES, "eval.representation_queries")
     if e.inception_weights_sha256 and not _SHA256.match(e.inception_weights_sha256):
         raise GanrunError(
             f"eval.inception_weights_sha256={e.inception_weights_sha256} is not a "
