@@ -172,9 +172,15 @@ class Model(ABC):
         this device), loss and step settings."""
         self.run_cfg = cfg
 
+    def init_source(self) -> str | None:
+        """The checkpoint whose networks training starts from (handed to :meth:`start_from`),
+        where the family's config names one (super-resolution: ``model.init_from``); None
+        for a fresh start."""
+        return None
+
     def start_from(self, networks: dict[str, dict[str, torch.Tensor]], source: str) -> None:
-        """``model.init_from=<checkpoint>``, for families whose schema has it: take the weights
-        of another run's ``networks`` (its checkpoint's, by name) before training starts."""
+        """Take the weights of another run's ``networks`` (the checkpoint :meth:`init_source`
+        names, by network name) before training starts."""
         raise GanrunError(f"model={self.cfg.name} cannot start from another run's weights")
 
     def use_data(self, data: Data) -> None:  # noqa: B027 (most models need only their batches)

@@ -61,12 +61,9 @@ def build_setup(cfg: DictConfig) -> Setup:
         )
     family.check_data(cfg, data)
     model = build_model(cfg.model, data.info).to(device)
-    # Looked up in keys(): on a schema without the key, .get() and `in` raise and catch inside
-    # OmegaConf, and that traceback's cycle would keep this frame (and the trainer built after
-    # it) alive until the cyclic garbage collector runs.
-    init_from = cfg.model.init_from if "init_from" in cfg.model.keys() else None  # noqa: SIM118
-    if init_from:  # before the averages, which start from these weights (a resume loads over it)
-        model.start_from(load_checkpoint(Path(init_from).expanduser())["networks"], init_from)
+    source = model.init_source()
+    if source:  # before the averages, which start from these weights (a resume loads over it)
+        model.start_from(load_checkpoint(Path(source).expanduser())["networks"], source)
     model.use_data(data)
     # The averages start as plain copies, before any speed setting wraps a network's forward.
     model.keep_averages(cfg.model.ema_decay)

@@ -161,6 +161,9 @@ class SuperresModel(Model):
         return "ema" if self.averages else "generator"
 
     # ------------------------------------------------------------------------------ training
+    def init_source(self) -> str | None:
+        return self.cfg.init_from
+
     def start_from(self, networks: dict[str, dict[str, torch.Tensor]], source: str) -> None:
         """``model.init_from``: the generator of another run (its checkpoint's ``networks``)."""
         state = networks.get("generator")
