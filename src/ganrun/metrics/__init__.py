@@ -352,22 +352,27 @@ def _recon_mse(ctx: EvalContext) -> Result:
 REPRESENTATION_QUERIES = ("test", "heldout")
 
 
+def _memory_and_queries(ctx: EvalContext) -> tuple[torch.Tensor, ...]:
+    """(memory, its labels, queries, their labels): all of the training split, or the seeded
+    ``eval.representation_examples`` of it, as memory; the test split as queries, or with
+    ``eval.representation_queries=heldout`` the training images left out of the memory (which
+    the metric's check guarantees there are)."""
+    train, labels = ctx.split("train").all()
+    n = ctx.cfg.representation_examples
+    if not 0 < n < train.shape[0]:
+        return train, labels, *ctx.split("test").all()
+    gen = torch.Generator().manual_seed(ctx.cfg.seed)
+    order = torch.randperm(train.shape[0], generator=gen).to(train.device)
+    keep, rest = order[:n].sort().values, order[n:].sort().values
+    if ctx.cfg.representation_queries == "heldout":
+        return train[keep], labels[keep], train[rest], labels[rest]
+    return train[keep], labels[keep], *ctx.split("test").all()
+
+
 def _representation(ctx: EvalContext, probe: str) -> Result:
     """``knn_acc`` or ``linear_acc`` of the model's features, and of the two floors."""
-    train, train_labels = ctx.split("train").all()
-    memory, memory_labels = train, train_labels
-    n = ctx.cfg.representation_examples
+    memory, memory_labels, test, labels = _memory_and_queries(ctx)
     heldout = ctx.cfg.representation_queries == "heldout"
-    if 0 < n < train.shape[0]:
-        gen = torch.Generator().manual_seed(ctx.cfg.seed)
-        order = torch.randperm(train.shape[0], generator=gen).to(train.device)
-        keep = order[:n].sort().values
-        memory, memory_labels = train[keep], train_labels[keep]
-        if heldout:
-            rest = order[n:].sort().values
-            test, labels = train[rest], train_labels[rest]
-    if not heldout:
-        test, labels = ctx.split("test").all()
     untrained = ctx.untrained_model()
     layer = _feature_layer(ctx)
 
