@@ -3,6 +3,7 @@ on fixtures in the real formats (MNIST IDX files, CycleGAN's folder layout)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from ganrun.config.checks import check_data_config
 from ganrun.data import build_data
+from ganrun.data.mnist import fit_to_frame
 from ganrun.data.translation import MIN_CONTRAST, colorize, halves
 from ganrun.errors import GanrunError
-from tests.conftest import TINY, assert_one_line_error
+from tests.conftest import TINY, assert_one_line_error, composed
 from tests.test_data import data_config, make_folder, make_mnist
 
 CPU = torch.device("cpu")
@@ -71,6 +74,51 @@ def test_mnist_digits_pairs_two_handwriting_sources(tmp_path):
     assert sizes == {"train": 40, "test": 12, "train_b": 1647, "test_b": 150}
     assert data.splits["train_b"].images.shape[1:] == (1, 16, 16)
     assert data.splits["train"].images.shape[1:] == (1, 16, 16)
+
+
+def test_fit_to_frame_scales_each_digits_ink_box_to_fill_the_frame():
+    images = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
+    images[0, 0, 6:20, 10:17] = 255  # a 14 x 7 bar, off centre
+    images[1, 0, 4:24, 4:24] = 90  # already fills MNIST's 20x20 box
+    fitted = fit_to_frame(images)
+    assert fitted.dtype == torch.uint8 and fitted.shape == images.shape
+    # Stretched by 27/13 about the box's centre: ink down the frame's whole height, about 14
+    # columns wide in the middle (interpolated edge columns beside them partly inked).
+    bar = fitted[0, 0]
+    assert torch.all(bar[:, 8:20] == 255)
+    assert torch.all(bar[:, :6] == 0) and torch.all(bar[:, 22:] == 0)
+    assert torch.all(fitted[1, 0] == 90)  # a flat box blown up to the frame stays flat
+    assert not fitted[2].any()  # blank stays blank
+    same = fit_to_frame(fitted[:2])  # a fitted digit already fills the frame
+    assert (same.int() - fitted[:2].int()).abs().max() <= 1
+
+
+def test_fitted_framing_reframes_the_mnist_domain_only(tmp_path):
+    arrays = make_mnist(tmp_path, n_train=40, n_test=12, margin=5)
+    native = build_data(data_config("mnist_digits", tmp_path, resolution=28), RANGE, CPU)
+    fitted = build_data(
+        data_config("mnist_digits", tmp_path, resolution=28, framing="fitted"), RANGE, CPU
+    )
+    expected = fit_to_frame(torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).unsqueeze(1))
+    assert torch.equal(fitted.splits["test"].images, expected)
+    assert torch.equal(fitted.splits["test"].labels, native.splits["test"].labels)
+    assert torch.equal(fitted.splits["test_b"].images, native.splits["test_b"].images)
+    assert not torch.equal(fitted.splits["train"].images, native.splits["train"].images)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (
+            ["data=mnist_digits", "data.framing=tight"],
+            "data.framing='tight' is not one of: native, fitted",
+        ),
+        (["data=digits", "data.framing=fitted"], "not data=digits; leave data.framing=native"),
+    ],
+)
+def test_bad_framing_is_refused(overrides, fragment):
+    with composed(overrides) as cfg, pytest.raises(GanrunError, match=re.escape(fragment)):
+        check_data_config(cfg.data)
 
 
 def test_two_domain_data_have_no_valid_split(tmp_path):

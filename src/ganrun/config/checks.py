@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from ganrun.data import BINARIZE, POINT_DATASETS, loader_for
+from ganrun.data import BINARIZE, MNIST_DATASETS, POINT_DATASETS, loader_for
+from ganrun.data.mnist import FRAMING
 from ganrun.errors import require
 from ganrun.models import family_of
 from ganrun.models.losses import LOSSES
@@ -167,6 +168,13 @@ def check_data_config(d: DictConfig) -> None:
         f"data.labels_per_class={d.labels_per_class} must be 0 (every label) or a count per class",
     )
     require(d.label_seed >= 0, f"data.label_seed={d.label_seed} must be a non-negative integer")
+    require(d.framing in FRAMING, f"data.framing={d.framing!r} is not one of: {', '.join(FRAMING)}")
+    if d.framing != "native":
+        require(
+            d.name in MNIST_DATASETS,
+            f"data.framing={d.framing} reframes MNIST's digits (data="
+            f"{', '.join(MNIST_DATASETS)}), not data={d.name}; leave data.framing=native",
+        )
     if d.name == "gauss1d":
         check_gauss1d(d)
         return

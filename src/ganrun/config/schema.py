@@ -154,6 +154,9 @@ class DataConfig:
     # label is kept.
     labels_per_class: int = 0
     label_seed: int = 0
+    # MNIST (data=mnist, mnist_digits, mnist_color): native (MNIST's own 20x20 box in 28x28) |
+    # fitted (each digit's ink box scaled to fill the frame, as scikit-learn's digits are)
+    framing: str = "native"
 
 
 @dataclass

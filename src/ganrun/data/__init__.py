@@ -83,6 +83,9 @@ def loader_for(name: str) -> Callable[[DataConfig], RawData]:
 # Data sets of points rather than images: data.resolution and data.channels do not apply.
 POINT_DATASETS = ("ring", "grid", "gauss1d")
 
+# Data sets whose images are MNIST's, so data.framing applies.
+MNIST_DATASETS = ("mnist", "mnist_digits", "mnist_color")
+
 # data.binarize: none | static | dynamic (see DataConfig).
 BINARIZE = ("none", "static", "dynamic")
 
