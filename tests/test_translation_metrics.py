@@ -26,6 +26,7 @@ TRAIN = [
     "model=cyclegan",
     "data=mnist_digits",
     "data.resolution=16",
+    "data.framing=fitted",
     "model.width=4",
     "model.blocks=1",
     "model.d_width=4",
@@ -39,9 +40,10 @@ TRAIN = [
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A cyclegan checkpoint of four steps: MNIST fixtures (200 test images) against digits."""
+    """A cyclegan checkpoint of four steps: MNIST fixtures (200 test images, fitted to the
+    frame as the digits are) against digits."""
     root = tmp_path_factory.mktemp("translation")
-    make_mnist(root / "data", n_train=200, n_test=200)
+    make_mnist(root / "data", n_train=200, n_test=200, margin=4)
     run = root / "run"
     assert main(["train", *TRAIN, f"data.root={root / 'data'}", f"hydra.run.dir={run}"]) == 0
     return run / "checkpoints" / "last.pt"
@@ -66,6 +68,13 @@ def test_scores_both_directions_against_the_identity_baseline(cli, tmp_path, tra
     record = json.loads((trained.parent.parent / "eval/last/metrics.json").read_text())
     values = record["results"]["translation"]["metrics"]
     protocol = record["results"]["translation"]["protocol"]
+    # The record says which images the floors were measured on.
+    options = record["results"]["translation"]["data_options"]
+    assert (options["name"], options["resolution"], options["framing"]) == (
+        "mnist_digits",
+        16,
+        "fitted",
+    )
     for direction in ("ab", "ba"):
         for name in (f"translation_acc_{direction}", f"translation_acc_{direction}_identity"):
             assert 0 <= values[name] <= 1

@@ -20,6 +20,7 @@ from ganrun import __version__
 from ganrun.errors import GanrunError, require_one_of
 from ganrun.metrics import METRICS, REPRESENTATION_QUERIES, EvalContext, Metric
 from ganrun.metrics.cache import CACHE_FIX
+from ganrun.metrics.classifier import data_key
 from ganrun.metrics.fidelity import INCEPTION_IMPLS
 from ganrun.models import family_of, model_names
 from ganrun.runs.checkpoint import Snapshot
@@ -142,6 +143,9 @@ def score(job: Job, eval_cfg: DictConfig) -> dict[str, Any]:
         "model": model_cfg.name,
         "arch": family.arch(model_cfg) if family is not None else None,
         "data": snapshot.config.data.name,
+        # What the data's content depends on (resolution, framing, ...): a floor or a score read
+        # later is read against the very images it was measured on.
+        "data_options": data_key(OmegaConf.to_container(snapshot.config.data, resolve=True)),
         "metrics": values,
         "protocol": protocol,
         "skipped": dict(job.skipped),
