@@ -30,8 +30,8 @@ FILES = {
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 # data.framing: native (as MNIST ships: each digit fitted into a 20x20 box, centred by its mass
-# in 28x28) | fitted (each digit's ink box scaled, aspect kept, to fill the frame, the way the
-# NIST preprocessing behind scikit-learn's digits and USPS framed theirs).
+# in 28x28) | fitted (each digit's ink box scaled, aspect kept, to fill the frame, as the size
+# normalisation of NIST's preprocessing left scikit-learn's digits).
 FRAMING = ("native", "fitted")
 
 
