@@ -110,6 +110,8 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | None, str]] = [
     ("grid-std-zero", ["data=grid", "data.std=0"], None, "data.std=0.0 must be positive"),
     ("workers-negative", ["data=folder", "data.num_workers=-2"], None, "data.num_workers=-2"),
     ("binarize-points", ["data=ring", "data.binarize=static"], None, "leave data.binarize=none"),
+    ("framing-digits", ["data.framing=fitted"], None, "not data=digits; leave data.framing=native"),
+    ("framing-unknown", ["data.framing=tight"], None, "data.framing='tight' is not one of"),
 ]
 
 
