@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ganrun.config.schema import DataConfig
-from ganrun.data.base import DataInfo, RawData
+from ganrun.data.base import RESIZE_CHUNK, DataInfo, RawData
 from ganrun.data.cifar10 import load_cifar10
 from ganrun.data.digits import load_digits
 from ganrun.data.folder import FolderSplit, load_folder
@@ -91,11 +91,6 @@ BINARIZE = ("none", "static", "dynamic")
 
 # ITU-R BT.601 luma, what PIL's convert("L") uses.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-# Images resized per chunk: the float copy of a whole data set (CIFAR-10 at 64x64: 2 GB) would
-# otherwise exist only to be rounded back to uint8.
-RESIZE_CHUNK = 4096
 
 
 def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:

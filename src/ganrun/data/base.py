@@ -9,6 +9,10 @@ import torch
 
 from ganrun.errors import GanrunError
 
+# Images resized per chunk: the float copy of a whole data set (CIFAR-10 at 64x64: 2 GB) would
+# otherwise exist only to be rounded back to uint8.
+RESIZE_CHUNK = 4096
+
 
 @dataclass
 class RawData:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ganrun.config.schema import DataConfig
-from ganrun.data.base import RawData, with_valid_split
+from ganrun.data.base import RESIZE_CHUNK, RawData, with_valid_split
 from ganrun.data.errors import corrupt, last_line, missing, undone_on_failure
 from ganrun.errors import GanrunError
 
@@ -150,9 +150,10 @@ def fit_to_frame(images: torch.Tensor) -> torch.Tensor:
     theta[:, 1, 2] = (top + bottom) / (h - 1) - 1
     theta[blank] = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
     out = torch.empty_like(images)
-    for start in range(0, n, 4096):  # a float copy of a chunk at a time, not of the data set
-        chunk = slice(start, start + 4096)
-        grid = F.affine_grid(theta[chunk], [theta[chunk].shape[0], 1, h, w], align_corners=True)
+    for start in range(0, n, RESIZE_CHUNK):
+        chunk = slice(start, start + RESIZE_CHUNK)
+        part = theta[chunk]
+        grid = F.affine_grid(part, [part.shape[0], 1, h, w], align_corners=True)
         fitted = F.grid_sample(images[chunk].float(), grid, align_corners=True)
         out[chunk] = fitted.round_().clamp_(0, 255)
     return out
