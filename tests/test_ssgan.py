@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,20 @@ def test_labelled_subset_is_balanced_seeded_and_distinct():
     assert set(a.tolist()) <= set(labelled_subset(labels, 6, seed=0).tolist())
 
 
+def test_numpy_label_draw_picks_the_released_codes_images():
+    labels = torch.arange(10).repeat(30)[
+        torch.randperm(300, generator=torch.Generator().manual_seed(2))
+    ]
+    # openai/improved-gan's train_mnist_feature_matching.py: a RandomState(seed_data) order
+    # of the training set, then the first `count` images of each class in it.
+    order = np.random.RandomState(7).permutation(300)
+    shuffled = labels.numpy()[order]
+    release = np.concatenate([order[shuffled == c][:4] for c in range(10)])
+    drawn = labelled_subset(labels, 4, seed=7, rng="numpy")
+    assert drawn.tolist() == sorted(release.tolist())
+    assert not torch.equal(drawn, labelled_subset(labels, 4, seed=7))  # torch's draw differs
+
+
 def test_data_gets_a_labelled_split_of_the_training_images():
     with composed(["model=ssgan", "data.labels_per_class=5", "data.label_seed=3"]) as cfg:
         data = build_data(cfg.data, (0.0, 1.0), CPU)
@@ -181,6 +196,7 @@ def test_family_trains_resumes_bit_for_bit_samples_and_scores(cli, tmp_path):
     assert values["test_misclassified"] == wrong
     assert values["test_error"] == pytest.approx(wrong / len(y))
     assert protocol["test_error"]["labels_per_class"] == 3
+    assert protocol["test_error"]["label_rng"] == "torch"
     assert protocol["test_error"]["weights"] == "ema discriminator"
     assert protocol["knn_acc"]["features"] == "penultimate: D's last hidden layer"
 
@@ -233,6 +249,8 @@ def test_gan_feature_matching_loss_is_that_of_ds_hidden_layer():
         (["data=ring"], "model=ssgan needs image data"),
         (["data.labels_per_class=1000"], "data.labels_per_class=1000 is more than the"),
         (["data.labels_per_class=-1"], "data.labels_per_class=-1 must be 0"),
+        (["data.label_rng=python"], "data.label_rng='python' is not one of: torch, numpy"),
+        (["data.label_rng=numpy", "data.label_seed=4294967296"], "below 2**32"),
         (["model.d_hidden=[]"], "model.d_hidden=[] must be one or more layer sizes"),
         (["model.arch=conv"], "model.arch"),
     ],

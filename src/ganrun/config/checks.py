@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from ganrun.data import BINARIZE, MNIST_DATASETS, POINT_DATASETS, loader_for
+from ganrun.data import BINARIZE, LABEL_RNGS, MNIST_DATASETS, POINT_DATASETS, loader_for
 from ganrun.data.mnist import FRAMING
 from ganrun.errors import require
 from ganrun.models import family_of
@@ -168,6 +168,15 @@ def check_data_config(d: DictConfig) -> None:
         f"data.labels_per_class={d.labels_per_class} must be 0 (every label) or a count per class",
     )
     require(d.label_seed >= 0, f"data.label_seed={d.label_seed} must be a non-negative integer")
+    require(
+        d.label_rng in LABEL_RNGS,
+        f"data.label_rng={d.label_rng!r} is not one of: {', '.join(LABEL_RNGS)}",
+    )
+    require(
+        d.label_rng != "numpy" or d.label_seed < 2**32,
+        f"data.label_seed={d.label_seed} is too large for data.label_rng=numpy (numpy seeds are "
+        "below 2**32); pick a smaller seed",
+    )
     require(d.framing in FRAMING, f"data.framing={d.framing!r} is not one of: {', '.join(FRAMING)}")
     if d.framing != "native":
         require(

@@ -154,6 +154,9 @@ class DataConfig:
     # label is kept.
     labels_per_class: int = 0
     label_seed: int = 0
+    # How label_seed orders the training split: torch | numpy (numpy.random.RandomState's
+    # permutation, as openai/improved-gan draws its labels: seed K = its --seed_data K)
+    label_rng: str = "torch"
     # MNIST (data=mnist, mnist_digits, mnist_color): native (MNIST's own 20x20 box in 28x28) |
     # fitted (each digit's ink box scaled to fill the frame, as scikit-learn's digits are)
     framing: str = "native"

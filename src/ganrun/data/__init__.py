@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -215,14 +216,26 @@ def build_data(cfg: DataConfig, value_range: tuple[float, float], device: torch.
     return data
 
 
+# How data.label_seed orders the training split before the first labels_per_class of each
+# class are kept: torch (ganrun's own draw) or numpy (the released code's).
+LABEL_RNGS = ("torch", "numpy")
 LABELLED = "labelled"  # the split data.labels_per_class adds: the labelled subset of training
 
 
-def labelled_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+def labelled_subset(
+    labels: torch.Tensor, per_class: int, seed: int, rng: str = "torch"
+) -> torch.Tensor:
     """Indices of ``per_class`` examples of every class, drawn by ``seed``: a random order of
     the whole split, then the first ``per_class`` of each class in it (as Salimans et al.'s
-    released code picks its 100 MNIST labels). Sorted, so a subset reads in the split's order."""
-    order = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(seed))
+    released code picks its 100 MNIST labels). ``rng`` makes the order: ``torch`` (a seeded
+    ``torch.randperm``) or ``numpy`` (``numpy.random.RandomState(seed).permutation``, the
+    release's own call, so seed K picks the images its ``--seed_data K`` does where the split
+    is in the same order). Sorted, so a subset reads in the split's order."""
+    n = labels.shape[0]
+    if rng == "numpy":
+        order = torch.from_numpy(np.random.RandomState(seed).permutation(n))
+    else:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     shuffled = labels.cpu()[order]
     picked = [order[shuffled == c][:per_class] for c in range(int(labels.max()) + 1)]
     return torch.cat(picked).sort().values
@@ -247,5 +260,5 @@ def labelled_split(
             f"data.labels_per_class={k} is more than the {int(counts[fewest])} training images "
             f"of class {fewest} in data={cfg.name}; lower data.labels_per_class"
         )
-    index = labelled_subset(train.labels, k, cfg.label_seed).to(train.device)
+    index = labelled_subset(train.labels, k, cfg.label_seed, cfg.label_rng).to(train.device)
     return ResidentSplit(train.images[index], train.labels[index], value_range, train.device)

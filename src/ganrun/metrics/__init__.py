@@ -422,6 +422,7 @@ def _test_error(ctx: EvalContext) -> Result:
         weights=ctx.model.weights,
         labels_per_class=data.get("labels_per_class", 0),
         label_seed=data.get("label_seed", 0),
+        label_rng=data.get("label_rng", "torch"),
     )
 
 

@@ -106,7 +106,7 @@ register()
 
 # Data options added after caches were written, with the value that leaves the data as it was:
 # at that value they stay out of the key, so cached statistics and classifiers stay valid.
-_ADDED_OPTIONS = {"binarize": "none", "framing": "native"}
+_ADDED_OPTIONS = {"binarize": "none", "framing": "native", "label_rng": "torch"}
 
 
 def data_key(data_cfg: Any) -> dict[str, Any]:
